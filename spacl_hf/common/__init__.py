@@ -1,0 +1,1 @@
+"""Shared helpers that are not integrations: standard library (and the core) only, usable by every integration."""

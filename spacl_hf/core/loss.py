@@ -1,0 +1,170 @@
+"""Multi-positive InfoNCE over the kept positives and the screened negatives (the SPACL objective)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .checks import at_least_float32, check_fraction, check_int, check_mask, check_positive_float, check_tensor
+from .screening import relative_screen
+
+# A finite stand-in for -inf: exp() of it is exactly 0 in float32, and fully masked rows stay NaN-free.
+_MASKED = -1e9
+
+
+def spacl_loss(
+    anchors: Tensor,
+    positives: Tensor,
+    positive_mask: Tensor | None = None,
+    shared_negatives: Tensor | None = None,
+    shared_negative_mask: Tensor | None = None,
+    anchor_negatives: Tensor | None = None,
+    anchor_negative_mask: Tensor | None = None,
+    temperature: float = 0.05,
+    mass: float = 0.95,
+    min_negatives: int = 1,
+    screening: bool = True,
+    normalizer: float | Tensor | None = None,
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """SPACL loss: multi-positive InfoNCE over the kept positives and the screened candidate negatives.
+
+    For anchor ``a_i`` with positives ``P_i`` and kept negatives ``Q_i``::
+
+        loss_i = logsumexp({a_i.p / t : p in P_i} + {a_i.n / t : n in Q_i}) - logsumexp({a_i.p / t : p in P_i})
+
+    Candidate negatives are the shared ones (in-batch views, negative columns, a memory queue; masked per
+    anchor) and the per-anchor ones (e.g. generated negatives). With ``screening`` they are reduced by
+    :func:`relative_screen` to the shortest most-similar set holding ``mass`` of their softmax weight.
+    Screening carries no gradient; the loss does, through anchors, positives and kept negatives. Logits are
+    computed in float32 even under autocast. Anchors without a valid positive carry no loss.
+
+    Args:
+        anchors: anchor embeddings (normalised here).
+        positives: the selected positives of each anchor.
+        positive_mask: ``True`` for real positives (selection may find fewer than ``P``).
+        shared_negatives: candidates shared by all anchors.
+        shared_negative_mask: which shared candidates are negatives of which anchor.
+        anchor_negatives: candidates that belong to one anchor.
+        anchor_negative_mask: which per-anchor candidates are valid.
+        temperature: logits are ``cos / temperature``.
+        mass: screening mass ``lambda_Q`` in (0, 1].
+        min_negatives: screening keeps at least this many negatives per anchor (when that many exist).
+        screening: ``False`` keeps every valid candidate (plain multi-positive InfoNCE).
+        normalizer: divide the summed per-anchor losses by this instead of the local count of anchors with a
+            positive (data parallelism passes ``global count / world size`` so every rank averages alike).
+
+    Shape:
+        - anchors: ``[B, D]``; positives: ``[B, P, D]``; positive_mask: ``[B, P]``
+        - shared_negatives: ``[C, D]``; shared_negative_mask: ``[B, C]``
+        - anchor_negatives: ``[B, N, D]``; anchor_negative_mask: ``[B, N]``
+        - output: ``(loss [], stats)``, stats being 0-dim detached tensors.
+
+    Raises:
+        ValueError: on wrong ranks, shapes, dtypes, non-finite embeddings or out-of-range settings.
+
+    Example:
+        >>> a = torch.randn(8, 16)
+        >>> loss, stats = spacl_loss(a, a[:, None] + 0.1 * torch.randn(8, 1, 16), shared_negatives=a,
+        ...                          shared_negative_mask=~torch.eye(8, dtype=torch.bool))
+        >>> loss.ndim, sorted(stats)[:2]
+        (0, ['kept_negative_fraction', 'mean_negative_similarity'])
+
+    References:
+        SnaPhArd Contrast Learning (SPACL), ICLR 2026.
+    """
+    temperature = check_positive_float("temperature", temperature)
+    mass = check_fraction("mass", mass)
+    min_negatives = check_int("min_negatives", min_negatives, 0)
+    check_tensor("anchors", anchors, ndim=2, floating=True, finite=True)
+    batch, dim = anchors.shape
+    check_tensor("positives", positives, ndim=3, floating=True, finite=True)
+    if positives.shape[0] != batch or positives.shape[2] != dim:
+        raise ValueError(f"`positives` must have shape [B={batch}, P, D={dim}], got {tuple(positives.shape)}.")
+    num_pos = positives.shape[1]
+    check_mask("positive_mask", positive_mask, (batch, num_pos), "[B, P]")
+
+    device = anchors.device
+    with torch.autocast(device_type=device.type, enabled=False):
+        anchors = F.normalize(at_least_float32(anchors), dim=-1)
+        positives = F.normalize(positives.to(anchors.dtype), dim=-1)
+        if positive_mask is None:
+            positive_mask = torch.ones(batch, num_pos, dtype=torch.bool, device=device)
+
+        neg_logits, neg_masks = [], []
+        if shared_negatives is not None:
+            check_tensor("shared_negatives", shared_negatives, ndim=2, floating=True, finite=True)
+            if shared_negatives.shape[1] != dim:
+                raise ValueError(f"`shared_negatives` must be [C, {dim}], got {tuple(shared_negatives.shape)}.")
+            neg_logits.append(anchors @ F.normalize(shared_negatives.to(anchors.dtype), dim=-1).T / temperature)
+            mask = check_mask("shared_negative_mask", shared_negative_mask, (batch, shared_negatives.shape[0]), "[B, C]")
+            neg_masks.append(torch.ones_like(neg_logits[-1], dtype=torch.bool) if mask is None else mask)
+        elif shared_negative_mask is not None:
+            raise ValueError("`shared_negative_mask` was given without `shared_negatives`.")
+        if anchor_negatives is not None:
+            check_tensor("anchor_negatives", anchor_negatives, ndim=3, floating=True, finite=True)
+            if anchor_negatives.shape[0] != batch or anchor_negatives.shape[2] != dim:
+                raise ValueError(
+                    f"`anchor_negatives` must be [B={batch}, N, D={dim}], got {tuple(anchor_negatives.shape)}."
+                )
+            own = F.normalize(anchor_negatives.to(anchors.dtype), dim=-1)
+            neg_logits.append(torch.einsum("bd,bnd->bn", anchors, own) / temperature)
+            mask = check_mask("anchor_negative_mask", anchor_negative_mask, tuple(neg_logits[-1].shape), "[B, N]")
+            neg_masks.append(torch.ones_like(neg_logits[-1], dtype=torch.bool) if mask is None else mask)
+        elif anchor_negative_mask is not None:
+            raise ValueError("`anchor_negative_mask` was given without `anchor_negatives`.")
+
+        if neg_logits:
+            negatives = torch.cat(neg_logits, dim=1)
+            candidate = torch.cat(neg_masks, dim=1)
+        else:
+            negatives = anchors.new_zeros(batch, 0)
+            candidate = torch.zeros(batch, 0, dtype=torch.bool, device=device)
+        keep = relative_screen(negatives.detach(), mass, min_negatives, candidate) if screening else candidate
+
+        pos_logits = torch.einsum("bd,bpd->bp", anchors, positives) / temperature
+        pos_logits = pos_logits.masked_fill(~positive_mask, _MASKED)
+        all_logits = torch.cat([pos_logits, negatives.masked_fill(~keep, _MASKED)], dim=1)
+        per_anchor = torch.logsumexp(all_logits, dim=1) - torch.logsumexp(pos_logits, dim=1)
+
+        has_positive = positive_mask.any(dim=1)
+        if normalizer is None:
+            normalizer = has_positive.sum().clamp(min=1)
+        loss = (per_anchor * has_positive).sum() / normalizer
+
+        stats = _statistics(anchors, positives, positive_mask, negatives * temperature, candidate, keep, has_positive)
+    return loss, stats
+
+
+@torch.no_grad()
+def _statistics(
+    anchors: Tensor,
+    positives: Tensor,
+    positive_mask: Tensor,
+    negative_cos: Tensor,
+    candidate: Tensor,
+    keep: Tensor,
+    has_positive: Tensor,
+) -> dict[str, Tensor]:
+    """Detached summaries for logging: what screening kept and how spread the positives are."""
+    rows = has_positive.float()
+    pos_cos = torch.einsum("bd,bpd->bp", anchors, positives.detach())
+    # positive spread: mean pairwise cosine distance inside {anchor} + selected positives
+    group = torch.cat([anchors.detach()[:, None], positives.detach()], dim=1)
+    group_mask = torch.cat([has_positive[:, None], positive_mask], dim=1)
+    pair = group_mask[:, :, None] & group_mask[:, None, :]
+    pair &= ~torch.eye(group.shape[1], dtype=torch.bool, device=group.device)
+    distance = (1.0 - group @ group.transpose(1, 2)) * pair
+
+    def mean(values: Tensor, mask: Tensor) -> Tensor:
+        return (values * mask).sum() / mask.sum().clamp(min=1)
+
+    return {
+        "kept_negative_fraction": keep.sum() / candidate.sum().clamp(min=1),
+        "kept_negatives_per_anchor": mean(keep.sum(1).float(), rows),
+        "mean_positive_similarity": mean(pos_cos, positive_mask),
+        "mean_negative_similarity": mean(negative_cos.detach(), keep),
+        "positive_spread": distance.sum() / pair.sum().clamp(min=1),
+        "positives_per_anchor": mean(positive_mask.sum(1).float(), rows),
+        "anchors_with_positive": has_positive.float().mean(),
+    }

@@ -1,0 +1,138 @@
+"""The adversarial negative generator: it learns, it is deterministic, it never touches the encoder."""
+
+import copy
+import io
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from spacl_hf.core import AdversarialNegativeGenerator, SPACLCriterion
+
+
+def toy_cluster(n: int, seed: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    centre = F.normalize(torch.ones(8), dim=0)
+    return F.normalize(centre + 0.2 * torch.randn(n, 8, generator=g), dim=-1)
+
+
+def test_generator_learns_toy_problem():
+    gen = AdversarialNegativeGenerator(8, hidden_dim=64, noise_dim=8, lr=2e-3, warmup_steps=0, seed=0)
+    real = toy_cluster(256, 0)
+    src = F.normalize(torch.randn(64, 8, generator=torch.Generator().manual_seed(1)), dim=-1)
+    centre = F.normalize(torch.ones(8), dim=0)
+    before = float((gen.generate(src)[:, 0] @ centre).mean())
+    first = gen.update(real, src)
+    for _ in range(300):
+        last = gen.update(real, src)
+    after = float((gen.generate(src)[:, 0] @ centre).mean())
+    # generated points moved towards the positives' region
+    assert after > before + 0.3, (before, after)
+    # early on the discriminator separates real from fake; the generator loss moved from its start
+    assert first["discriminator_real_score"] > 0 and last["generator_loss"] != first["generator_loss"]
+
+
+def test_discriminator_separates_when_generator_is_frozen():
+    gen = AdversarialNegativeGenerator(8, hidden_dim=64, lr=2e-3, warmup_steps=0)
+    gen.generator_optimizer.param_groups[0]["lr"] = 0.0  # freeze G: D alone must learn to separate
+    real, src = toy_cluster(128, 0), -toy_cluster(128, 1)
+    for _ in range(150):
+        losses = gen.update(real, src)
+    assert losses["discriminator_real_score"] > 0.8 and losses["discriminator_fake_score"] < 0.2
+
+
+def test_generator_is_deterministic_under_a_seed_and_leaves_global_rng_alone():
+    torch.manual_seed(123)
+    expected_next = torch.rand(1)
+    torch.manual_seed(123)
+    a = AdversarialNegativeGenerator(8, warmup_steps=0, seed=7)
+    assert torch.equal(torch.rand(1), expected_next)
+    b = AdversarialNegativeGenerator(8, warmup_steps=0, seed=7)
+    c = AdversarialNegativeGenerator(8, warmup_steps=0, seed=8)
+    src = toy_cluster(16, 3)
+    for _ in range(3):
+        a.update(src, src), b.update(src, src)
+    assert torch.equal(a.generate(src), b.generate(src))
+    assert not torch.equal(a.generate(src), c.generate(src))
+
+
+def test_warmup_and_state_dict_resume():
+    gen = AdversarialNegativeGenerator(8, warmup_steps=2, seed=0)
+    src = toy_cluster(4, 0)
+    assert gen.generate(src).shape == (4, 0, 8)
+    gen.update(src, src)
+    assert not gen.active
+    gen.update(src, src)
+    assert gen.active and gen.generate(src).shape == (4, 1, 8)
+    # resume: a copy restored from a saved state continues exactly like the original
+    buffer = io.BytesIO()
+    torch.save(gen.state_dict(), buffer)
+    buffer.seek(0)
+    restored = AdversarialNegativeGenerator(8, warmup_steps=2, seed=99)
+    restored.load_state_dict(torch.load(buffer, weights_only=False))
+    assert restored.steps == gen.steps
+    for _ in range(3):
+        assert gen.update(src, src) == restored.update(src, src)
+    assert torch.equal(gen.generate(src), restored.generate(src))
+
+
+def test_generator_update_does_not_change_encoder_gradients():
+    torch.manual_seed(0)
+    encoder = torch.nn.Linear(8, 8)
+    x = torch.randn(16, 3, 8)
+    with_gen = SPACLCriterion(temperature=0.1, generator=AdversarialNegativeGenerator(8, warmup_steps=5))
+    without = SPACLCriterion(temperature=0.1)
+    with_gen.train()
+    encoder_copy = copy.deepcopy(encoder)
+    with_gen(encoder(x)).backward()  # warm-up: the GAN trains but contributes no negatives
+    without(encoder_copy(x)).backward()
+    for p, q in zip(encoder.parameters(), encoder_copy.parameters()):
+        assert torch.equal(p.grad, q.grad)
+    assert with_gen.generator.steps == 1
+    # and no encoder-side gradient reached the GAN's parameters
+    assert all(p.grad is None for p in with_gen.generator.parameters())
+
+
+def test_generated_negatives_join_screening_with_false_negative_guard():
+    torch.manual_seed(0)
+    gen = AdversarialNegativeGenerator(8, warmup_steps=0, num_generated=4)
+    criterion = SPACLCriterion(temperature=0.1, generator=gen)
+    views = torch.randn(32, 3, 8)
+    loss, stats = criterion(views, return_stats=True)
+    assert torch.isfinite(loss)
+    assert 0 <= stats["generated_negatives_per_anchor"] <= 4
+    assert "generator_loss" in stats and "discriminator_loss" in stats
+    # evaluation (no grad) uses the generator but does not train it
+    steps = gen.steps
+    with torch.no_grad():
+        criterion(views)
+    assert gen.steps == steps
+
+
+def test_generator_argument_checks():
+    with pytest.raises(ValueError, match="`embedding_dim`"):
+        AdversarialNegativeGenerator(0)
+    with pytest.raises(ValueError, match="`betas`"):
+        AdversarialNegativeGenerator(8, betas=(0.5, 1.0))
+    with pytest.raises(ValueError, match="`src`"):
+        AdversarialNegativeGenerator(8, warmup_steps=0).generate(torch.randn(3, 5))
+
+
+class FixedGenerator(AdversarialNegativeGenerator):
+    """Generates a known point: the source itself (a false negative) or its opposite (a true one)."""
+
+    def __init__(self, sign: float):
+        super().__init__(8, warmup_steps=0)
+        self.sign = sign
+
+    def generate(self, src):
+        return self.sign * F.normalize(src, dim=-1)[:, None]
+
+
+@pytest.mark.parametrize("sign, expected", [(1.0, 0.0), (-1.0, 1.0)])
+def test_false_negative_guard_drops_points_closer_than_the_farthest_positive(sign, expected):
+    views = torch.randn(8, 2, 8, generator=torch.Generator().manual_seed(0))
+    criterion = SPACLCriterion(dynamic_anchor=False, generator=FixedGenerator(sign))
+    criterion.eval()
+    _, stats = criterion(views, return_stats=True)
+    assert stats["generated_negatives_per_anchor"] == expected

@@ -1,0 +1,237 @@
+"""The SPACL loss: exact reductions, the loop reference, gradients, masking and edge cases."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from reference import ref_spacl
+
+from spacl_hf.core import SPACLCriterion, spacl_loss
+
+
+def plain_criterion(**overrides) -> SPACLCriterion:
+    """SPACL with every component off: the setting that must reduce to InfoNCE."""
+    settings = dict(num_positives=1, dynamic_anchor=False, farthest_point=False, screening=False)
+    settings.update(overrides)
+    return SPACLCriterion(**settings)
+
+
+def hand_infonce(anchors, positives, temperature):
+    """MNRL-style InfoNCE: anchor i against every positive j, target j = i."""
+    a, p = F.normalize(anchors, dim=-1), F.normalize(positives, dim=-1)
+    logits = a @ p.T / temperature
+    return F.cross_entropy(logits, torch.arange(len(a)))
+
+
+def hand_ntxent_one_direction(anchors, positives, temperature):
+    """NT-Xent with only the first view as anchor: candidates are all 2B views except the anchor itself."""
+    z = F.normalize(torch.cat([anchors, positives]), dim=-1)
+    batch = len(anchors)
+    logits = z[:batch] @ z.T / temperature
+    logits[torch.arange(batch), torch.arange(batch)] = float("-inf")
+    return F.cross_entropy(logits, torch.arange(batch) + batch)
+
+
+@pytest.mark.parametrize("temperature", [0.05, 0.1, 1.0])
+def test_reduction_to_infonce_and_ntxent(temperature):
+    g = torch.Generator().manual_seed(1)
+    a, p = torch.randn(32, 24, generator=g), torch.randn(32, 24, generator=g)
+    views = torch.stack([a, p], dim=1)
+    columns = plain_criterion(temperature=temperature, candidate_views="columns")(views)
+    assert torch.allclose(columns, hand_infonce(a, p, temperature), atol=1e-6, rtol=1e-6)
+    every = plain_criterion(temperature=temperature, candidate_views="all")(views)
+    assert torch.allclose(every, hand_ntxent_one_direction(a, p, temperature), atol=1e-6, rtol=1e-6)
+
+
+def test_reduction_to_sentence_transformers_mnrl():
+    st_losses = pytest.importorskip("sentence_transformers.sentence_transformer.losses")
+    g = torch.Generator().manual_seed(2)
+    a, p, n = (torch.randn(16, 32, generator=g) for _ in range(3))
+    temperature = 0.05
+    mnrl = st_losses.MultipleNegativesRankingLoss(model=None, scale=1 / temperature)
+    # pairs
+    ours = plain_criterion(temperature=temperature, candidate_views="columns")(torch.stack([a, p], 1))
+    assert torch.allclose(ours, mnrl.compute_loss_from_embeddings([a, p], None), atol=1e-6)
+    # triplets: the negative column is a shared candidate for every anchor, as in MNRL
+    ours = plain_criterion(temperature=temperature, candidate_views="columns")(torch.stack([a, p], 1), negatives=n[:, None])
+    assert torch.allclose(ours, mnrl.compute_loss_from_embeddings([a, p, n], None), atol=1e-6)
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize(
+    "config",
+    [
+        dict(),
+        dict(dynamic=False),
+        dict(farthest=False),
+        dict(screening=False),
+        dict(candidate_views="columns"),
+        dict(labels=True),
+        dict(labels=True, farthest=False),
+        dict(negatives=True, mass=0.8),
+    ],
+    ids=["full", "no-anchor", "no-fps", "no-screen", "columns", "labels", "labels-ordered", "negatives"],
+)
+def test_criterion_matches_loop_reference(seed, config):
+    g = torch.Generator().manual_seed(seed)
+    views = torch.randn(10, 4, 16, generator=g)
+    labels = torch.randint(0, 4, (10,), generator=g) if config.get("labels") else None
+    negatives = torch.randn(10, 2, 16, generator=g) if config.get("negatives") else None
+    mass, temperature, k = config.get("mass", 0.95), 0.2, 2
+    criterion = SPACLCriterion(
+        temperature=temperature,
+        num_positives=k,
+        screening_mass=mass,
+        dynamic_anchor=config.get("dynamic", True),
+        farthest_point=config.get("farthest", True),
+        screening=config.get("screening", True),
+        candidate_views=config.get("candidate_views", "all"),
+    )
+    ours = criterion(views.double(), labels=labels, negatives=None if negatives is None else negatives.double())
+    expected = ref_spacl(
+        views, temperature, k, mass, labels=labels, negatives=negatives,
+        dynamic=config.get("dynamic", True), farthest=config.get("farthest", True),
+        screening=config.get("screening", True), candidate_views=config.get("candidate_views", "all"),
+    )  # fmt: skip
+    assert abs(float(ours) - expected) < 1e-4
+
+
+def test_gradcheck_float64():
+    g = torch.Generator().manual_seed(3)
+    views = torch.randn(6, 3, 5, generator=g, dtype=torch.float64, requires_grad=True)
+    negatives = torch.randn(6, 1, 5, generator=g, dtype=torch.float64, requires_grad=True)
+    criterion = SPACLCriterion(temperature=0.3, screening_mass=0.9)
+    # selection and screening are piecewise constant: gradcheck checks the loss on the chosen sets
+    assert torch.autograd.gradcheck(lambda v, n: criterion(v, negatives=n), (views, negatives), eps=1e-6, atol=1e-5)
+
+
+def test_label_masking_same_label_is_never_a_negative():
+    g = torch.Generator().manual_seed(4)
+    views = torch.randn(8, 2, 6, generator=g)
+    labels = torch.tensor([0, 0, 1, 1, 2, 2, 3, 3])
+    criterion = SPACLCriterion(temperature=0.1, screening=False, dynamic_anchor=False)
+    loss = criterion(views, labels=labels)
+    # moving a same-label sample's views changes the positives but moving it must not add a negative term:
+    # compare with a reference that drops other-label samples one by one
+    assert abs(float(loss) - ref_spacl(views, 0.1, 2, 0.95, labels=labels, dynamic=False, screening=False)) < 1e-5
+    # with labels the single-view format works: same-label samples are the positives
+    loss1, stats = criterion(views[:, :1], labels=labels, return_stats=True)
+    assert torch.isfinite(loss1) and stats["positives_per_anchor"] == 1.0
+
+
+def test_duplicate_masking_by_content_and_by_ids():
+    g = torch.Generator().manual_seed(5)
+    a, p = torch.randn(6, 8, generator=g), torch.randn(6, 8, generator=g)
+    p[3] = p[0]  # sample 3's positive is the same text as sample 0's positive
+    views = torch.stack([a, p], 1)
+    unmasked = plain_criterion(mask_duplicates=False, candidate_views="columns")(views)
+    masked = plain_criterion(candidate_views="columns")(views)
+    # reference: anchor 0 must not see p[3] (== its positive) as a negative, and anchor 3 not p[0]
+    logits = F.normalize(a, dim=-1) @ F.normalize(p, dim=-1).T / 0.05
+    logits[0, 3] = logits[3, 0] = float("-inf")
+    assert torch.allclose(masked, F.cross_entropy(logits, torch.arange(6)), atol=1e-6)
+    assert not torch.allclose(masked, unmasked)
+    # ids say the same thing without equal embeddings: slightly perturbed p[3], same text id
+    p2 = p.clone()
+    p2[3] += 1e-3
+    ids = torch.stack([torch.arange(6), torch.tensor([100, 101, 102, 100, 104, 105])], 1)
+    by_ids = plain_criterion(candidate_views="columns")(torch.stack([a, p2], 1), view_ids=ids)
+    logits2 = F.normalize(a, dim=-1) @ F.normalize(p2, dim=-1).T / 0.05
+    logits2[0, 3] = logits2[3, 0] = float("-inf")
+    assert torch.allclose(by_ids, F.cross_entropy(logits2, torch.arange(6)), atol=1e-6)
+
+
+def test_edge_cases():
+    criterion = SPACLCriterion()
+    # batch of one: only positives, nothing to contrast: loss 0, finite gradient
+    one = torch.randn(1, 3, 4, requires_grad=True)
+    loss = criterion(one)
+    loss.backward()
+    assert loss.item() == 0.0 and torch.isfinite(one.grad).all()
+    # one view without labels cannot have positives
+    with pytest.raises(ValueError, match="at least 2 views"):
+        criterion(torch.randn(4, 1, 8))
+    # identical embeddings: every negative is a duplicate of the positives -> loss 0, finite
+    same = torch.ones(5, 2, 4, requires_grad=True)
+    loss = criterion(same)
+    loss.backward()
+    assert torch.isfinite(loss) and torch.isfinite(same.grad).all()
+    # every negative masked by labels: loss 0
+    assert criterion(torch.randn(4, 2, 8), labels=torch.zeros(4, dtype=torch.long)).item() == pytest.approx(0.0)
+    # a sample whose label appears once has no positive in a one-view batch and carries no loss
+    loss, stats = criterion(torch.randn(4, 1, 8), labels=torch.tensor([0, 0, 1, 2]), return_stats=True)
+    assert torch.isfinite(loss) and stats["anchors_with_positive"] == 0.5
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(views=torch.randn(4, 8)), "`views` must have 3 dimensions"),
+        (dict(views=torch.ones(4, 2, 8, dtype=torch.long)), "`views` must be a floating-point"),
+        (dict(views=torch.tensor([[[float("nan"), 1.0], [1.0, 0.0]]])), "`views` contains NaN or inf"),
+        (dict(views=torch.tensor([[[float("inf"), 1.0], [1.0, 0.0]]])), "`views` contains NaN or inf"),
+        (dict(views=torch.randn(4, 2, 8), labels=torch.zeros(3, dtype=torch.long)), "`labels` must have shape"),
+        (dict(views=torch.randn(4, 2, 8), labels=torch.zeros(4)), "`labels` must be an integer"),
+        (dict(views=torch.randn(4, 2, 8), negatives=torch.randn(4, 1, 7)), "`negatives` must be"),
+        (dict(views=torch.randn(4, 2, 8), view_mask=torch.ones(4, 2)), "`view_mask` must have dtype"),
+        (dict(views=torch.randn(4, 2, 8), negative_mask=torch.ones(4, 1, dtype=torch.bool)), "without `negatives`"),
+        (dict(views=torch.randn(4, 2, 8), extra_negatives=torch.randn(3, 5)), "`extra_negatives` must be"),
+    ],
+)
+def test_bad_inputs_get_clear_errors(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        SPACLCriterion()(**kwargs)
+
+
+@pytest.mark.parametrize(
+    "kwargs, name",
+    [
+        (dict(temperature=0), "temperature"),
+        (dict(temperature=-1), "temperature"),
+        (dict(num_positives=0), "num_positives"),
+        (dict(num_positives=1.5), "num_positives"),
+        (dict(screening_mass=0), "screening_mass"),
+        (dict(screening_mass=1.01), "screening_mass"),
+        (dict(min_negatives=-1), "min_negatives"),
+        (dict(dynamic_anchor="yes"), "dynamic_anchor"),
+        (dict(candidate_views="some"), "candidate_views"),
+        (dict(generator="gan"), "generator"),
+    ],
+)
+def test_bad_settings_name_the_argument(kwargs, name):
+    with pytest.raises(ValueError, match=f"`{name}`"):
+        SPACLCriterion(**kwargs)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_autocast_is_finite_and_close_to_float32(dtype):
+    g = torch.Generator().manual_seed(6)
+    layer = torch.nn.Linear(16, 16)
+    x = torch.randn(32, 3, 16, generator=g)
+    criterion = SPACLCriterion(temperature=0.1)
+    reference = criterion(layer(x))
+    with torch.autocast("cpu", dtype=dtype):
+        emb = layer(x)
+        assert emb.dtype == dtype
+        loss = criterion(emb)
+    assert loss.dtype == torch.float32 and torch.isfinite(loss)
+    assert abs(loss.item() - reference.item()) < 0.05 * abs(reference.item())
+    loss.backward()
+    assert all(torch.isfinite(p.grad).all() for p in layer.parameters())
+
+
+def test_spacl_loss_functional_stats_and_masks():
+    g = torch.Generator().manual_seed(7)
+    a = torch.randn(8, 12, generator=g)
+    pos = torch.randn(8, 2, 12, generator=g)
+    pos_mask = torch.tensor([[True, True]] * 7 + [[False, False]])
+    shared = torch.randn(20, 12, generator=g)
+    loss, stats = spacl_loss(a, pos, pos_mask, shared, temperature=0.1, mass=0.9)
+    assert torch.isfinite(loss) and 0 < stats["kept_negative_fraction"] < 1
+    assert stats["anchors_with_positive"] == pytest.approx(7 / 8)
+    # screening off keeps everything, and the loss can only grow when negatives are added back
+    loss_all, stats_all = spacl_loss(a, pos, pos_mask, shared, temperature=0.1, screening=False)
+    assert stats_all["kept_negative_fraction"] == 1.0 and loss_all >= loss
+    with pytest.raises(ValueError, match="`positives`"):
+        spacl_loss(a, pos[:4])
+    with pytest.raises(ValueError, match="`shared_negative_mask`"):
+        spacl_loss(a, pos, shared_negative_mask=torch.ones(8, 3, dtype=torch.bool))
