@@ -27,17 +27,26 @@ def view_hardness(views: Tensor, view_mask: Tensor | None = None) -> Tensor:
     check_tensor("views", views, ndim=3, floating=True, finite=True)
     batch, num_views, _ = views.shape
     check_mask("view_mask", view_mask, (batch, num_views), "[B, V]")
-    with torch.no_grad():
-        unit = F.normalize(at_least_float32(views.detach()), dim=-1)
-        sim = unit @ unit.transpose(1, 2)
-        sim = (sim + sim.transpose(1, 2)) / 2  # exact symmetry: equal views get equal hardness
-        valid = torch.ones(batch, num_views, dtype=torch.bool, device=views.device) if view_mask is None else view_mask
-        pair = valid[:, :, None] & valid[:, None, :]
-        pair &= ~torch.eye(num_views, dtype=torch.bool, device=views.device)
-        distance_sum = ((1.0 - sim) * pair).sum(-1)
-        partners = pair.sum(-1)
-        hardness = distance_sum / partners.clamp(min=1)
-        return hardness.masked_fill(~valid, float("-inf"))
+    valid = torch.ones(batch, num_views, dtype=torch.bool, device=views.device) if view_mask is None else view_mask
+    return hardness_unchecked(F.normalize(at_least_float32(views.detach()), dim=-1), valid)
+
+
+@torch.no_grad()
+def hardness_unchecked(unit_views: Tensor, valid: Tensor) -> Tensor:
+    """:func:`view_hardness` on unit-norm views with a validity mask, without argument checks."""
+    num_views = unit_views.shape[1]
+    sim = unit_views @ unit_views.transpose(1, 2)
+    sim = (sim + sim.transpose(1, 2)) / 2  # exact symmetry: equal views get equal hardness
+    pair = valid[:, :, None] & valid[:, None, :]
+    pair &= ~torch.eye(num_views, dtype=torch.bool, device=unit_views.device)
+    distance_sum = ((1.0 - sim) * pair).sum(-1)
+    hardness = distance_sum / pair.sum(-1).clamp(min=1)
+    return hardness.masked_fill(~valid, float("-inf"))
+
+
+def hardest_view_unchecked(unit_views: Tensor, valid: Tensor) -> Tensor:
+    """:func:`dynamic_anchor` on unit-norm views with a validity mask, without argument checks."""
+    return hardness_unchecked(unit_views, valid).nan_to_num(neginf=-1.0).argmax(dim=1)
 
 
 def dynamic_anchor(views: Tensor, view_mask: Tensor | None = None) -> Tensor:
@@ -64,5 +73,4 @@ def dynamic_anchor(views: Tensor, view_mask: Tensor | None = None) -> Tensor:
     References:
         SnaPhArd Contrast Learning (SPACL), ICLR 2026, "dynamic anchor".
     """
-    hardness = view_hardness(views, view_mask)
-    return hardness.nan_to_num(neginf=-1.0).argmax(dim=1)
+    return view_hardness(views, view_mask).nan_to_num(neginf=-1.0).argmax(dim=1)

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .anchor import dynamic_anchor as hardest_view
+from .anchor import hardest_view_unchecked
 from .checks import (
     at_least_float32,
     check_bool,
@@ -23,10 +23,30 @@ from .checks import (
 from .citation import SPACL_CITATION
 from .dist import Gather, TorchDistributedGather
 from .generator import AdversarialNegativeGenerator
-from .loss import spacl_loss
-from .positives import farthest_point_select, ordered_select
+from .loss import infonce_unchecked
+from .positives import farthest_point_unchecked, ordered_select
 
 CANDIDATE_VIEWS = ("all", "columns")
+
+
+def _pick(views: Tensor, index: Tensor) -> Tensor:
+    """``views[b, index[b, j]]`` for every ``b, j`` as ``[B, J, D]``, through a one-hot batched matmul."""
+    one_hot = torch.zeros(*index.shape, views.shape[1], dtype=views.dtype, device=views.device)
+    one_hot.scatter_(2, index[..., None], 1.0)
+    return torch.bmm(one_hot, views)
+
+
+def content_hash(rows: Tensor) -> Tensor:
+    """An int64 id per row, equal for bit-identical rows (a random linear hash of the float bits).
+
+    Distinct rows collide with probability about 2**-64 per pair; identical rows always share the id.
+    """
+    bits = rows.detach().contiguous()
+    bits = bits.view(torch.int64 if bits.dtype == torch.float64 else torch.int32).to(torch.int64)
+    weights = torch.randint(
+        -(2**62), 2**62, (rows.shape[1],), generator=torch.Generator().manual_seed(rows.shape[1])
+    ).to(rows.device) | 1  # odd multipliers; int64 overflow wraps, which is what a hash wants
+    return (bits * weights).sum(dim=1)
 
 
 class SPACLCriterion(nn.Module):
@@ -227,10 +247,11 @@ class SPACLCriterion(nn.Module):
 
         # 1. anchors (selection carries no gradient; the chosen embeddings do)
         if use_dynamic_anchor:
-            anchor_view = hardest_view(views, view_mask)
+            anchor_view = hardest_view_unchecked(views, view_mask)
         else:
             anchor_view = view_mask.to(torch.uint8).argmax(dim=1)  # first valid view
-        anchors = views[rows, anchor_view]
+        # pick by one-hot bmm: its backward is a bmm, far cheaper than the index_put of advanced indexing
+        anchors = _pick(views, anchor_view[:, None])[:, 0]
 
         # the candidate bank: every view of every sample of every process, flattened sample-major
         all_views = gathered(views)
@@ -251,7 +272,7 @@ class SPACLCriterion(nn.Module):
             candidate = same_label & bank_valid[None, :]
             candidate[rows, anchor_flat] = False
             if self.farthest_point:
-                pos_index, pos_valid = farthest_point_select(anchors, bank, self.num_positives, candidate)
+                pos_index, pos_valid = farthest_point_unchecked(anchors, bank, self.num_positives, candidate)
             else:  # own views first, then same-label samples in batch order
                 flat = torch.arange(bank.shape[0], device=device)
                 priority = flat[None, :] + bank.shape[0] * (owner[None, :] != global_rows[:, None])
@@ -262,10 +283,10 @@ class SPACLCriterion(nn.Module):
             candidate = view_mask.clone()
             candidate[rows, anchor_view] = False
             if self.farthest_point:
-                pos_index, pos_valid = farthest_point_select(anchors, views, self.num_positives, candidate)
+                pos_index, pos_valid = farthest_point_unchecked(anchors, views, self.num_positives, candidate)
             else:
                 pos_index, pos_valid = ordered_select(candidate, self.num_positives)
-            positives = views[rows[:, None], pos_index]
+            positives = _pick(views, pos_index)
             pos_flat = global_rows[:, None] * num_views + pos_index
 
         # 4a. candidate negatives: other samples' views (and negative columns, extra negatives)
@@ -289,12 +310,13 @@ class SPACLCriterion(nn.Module):
         shared_mask = torch.cat(shared_mask, dim=1)
         if self.mask_duplicates:
             bank_ids = self._bank_ids(shared_bank, view_ids, negative_ids, negatives, extra_negatives, gathered)
-            keys = torch.cat([anchor_flat[:, None], pos_flat], dim=1)
-            key_valid = torch.cat([torch.ones(batch, 1, dtype=torch.bool, device=device), pos_valid], dim=1)
-            key_ids = bank_ids[keys]
-            for j in range(keys.shape[1]):  # 1 + num_positives columns, each vectorised over the batch
-                duplicate = bank_ids[None, :] == key_ids[:, j : j + 1]
-                shared_mask &= ~(duplicate & key_valid[:, j : j + 1])
+            if bool((bank_ids.unique().numel() < bank_ids.numel())):  # nothing to mask in a duplicate-free bank
+                keys = torch.cat([anchor_flat[:, None], pos_flat], dim=1)
+                key_valid = torch.cat([torch.ones(batch, 1, dtype=torch.bool, device=device), pos_valid], dim=1)
+                key_ids = bank_ids[keys]
+                key_ids = torch.where(key_valid, key_ids, key_ids[:, :1])  # a missing positive repeats the anchor
+                for j in range(keys.shape[1]):  # 1 + num_positives columns, each vectorised over the batch
+                    shared_mask &= bank_ids[None, :] != key_ids[:, j : j + 1]
 
         # 3. generated hard negatives (decided on detached inputs; identical on every process)
         generated = generated_mask = None
@@ -319,20 +341,11 @@ class SPACLCriterion(nn.Module):
         normalizer = None
         if world > 1:  # average over the global batch, so W processes x B equal 1 process x W*B
             normalizer = gathered(has_positive).sum().clamp(min=1) / world
-        loss, stats = spacl_loss(
-            anchors,
-            positives,
-            pos_valid,
-            shared_bank,
-            shared_mask,
-            generated,
-            generated_mask,
-            temperature=self.temperature,
-            mass=self.screening_mass,
-            min_negatives=self.min_negatives,
-            screening=self.screening,
-            normalizer=normalizer,
-        )
+        loss, stats = infonce_unchecked(
+            anchors, positives, pos_valid, shared_bank, shared_mask, generated, generated_mask,
+            self.temperature, self.screening_mass, self.min_negatives, self.screening, normalizer,
+            with_stats=return_stats,
+        )  # fmt: skip
         if not return_stats:
             return loss
         stats["generated_negatives_per_anchor"] = (
@@ -354,9 +367,8 @@ class SPACLCriterion(nn.Module):
     ) -> Tensor:
         """One id per bank row; equal ids mean the same content."""
         if view_ids is None:
-            # no content ids given: exact duplicates of the embeddings count as the same content
-            _, inverse = torch.unique(shared_bank.detach(), dim=0, return_inverse=True)
-            return inverse
+            # no content ids given: rows with identical embeddings are the same content
+            return content_hash(shared_bank)
         parts = [gathered(view_ids.to(torch.long)).reshape(-1)]
         num_extra = 0 if extra_negatives is None else extra_negatives.shape[0]
         num_negative_rows = shared_bank.shape[0] - parts[0].numel() - num_extra

@@ -37,6 +37,8 @@ class AdversarialNegativeGenerator(nn.Module):
         betas: Adam betas.
         warmup_steps: updates before generated negatives are used.
         seed: seed of the initial weights and of the noise.
+        update_rows: at most this many real and source rows per update, drawn with the seeded noise generator
+            (so every process draws the same ones); keeps the GAN's cost flat in the batch size.
 
     Shape:
         - :meth:`generate`: ``src [B, D]`` -> ``[B, num_generated, D]`` (``[B, 0, D]`` during warm-up)
@@ -58,12 +60,13 @@ class AdversarialNegativeGenerator(nn.Module):
         self,
         embedding_dim: int,
         num_generated: int = 1,
-        hidden_dim: int = 256,
+        hidden_dim: int = 128,
         noise_dim: int = 32,
         lr: float = 1e-4,
         betas: tuple[float, float] = (0.5, 0.999),
         warmup_steps: int = 100,
         seed: int = 0,
+        update_rows: int = 256,
     ) -> None:
         super().__init__()
         self.embedding_dim = check_int("embedding_dim", embedding_dim, 1)
@@ -76,6 +79,7 @@ class AdversarialNegativeGenerator(nn.Module):
         self.betas = (float(betas[0]), float(betas[1]))
         self.warmup_steps = check_int("warmup_steps", warmup_steps, 0)
         self.seed = check_int("seed", seed, 0)
+        self.update_rows = check_int("update_rows", update_rows, 1)
 
         with torch.random.fork_rng(devices=[]):  # seeded weights without touching the global RNG
             torch.manual_seed(self.seed)
@@ -97,6 +101,7 @@ class AdversarialNegativeGenerator(nn.Module):
             "betas": self.betas,
             "warmup_steps": self.warmup_steps,
             "seed": self.seed,
+            "update_rows": self.update_rows,
         }
 
     @property
@@ -119,6 +124,12 @@ class AdversarialNegativeGenerator(nn.Module):
         inputs = torch.cat([src.repeat_interleave(per_source, dim=0), noise], dim=1)
         return F.normalize(self.generator(inputs), dim=-1)
 
+    def _subsample(self, rows: Tensor) -> Tensor:
+        if rows.shape[0] <= self.update_rows:
+            return rows
+        chosen = torch.randperm(rows.shape[0], generator=self.noise)[: self.update_rows]
+        return rows[chosen.to(rows.device)]
+
     @torch.no_grad()
     def generate(self, src: Tensor) -> Tensor:
         """Generated negatives for each source embedding, detached; none during warm-up."""
@@ -134,6 +145,7 @@ class AdversarialNegativeGenerator(nn.Module):
         self._check_src("real", real)
         self._check_src("src", src)
         device = self._param_device()
+        real, src = self._subsample(real), self._subsample(src)
         with torch.enable_grad(), torch.autocast(device_type=device.type, enabled=False):
             real = F.normalize(real.detach().float(), dim=-1).to(device)
             fake = self._fake(src, 1)

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .checks import at_least_float32, check_fraction, check_int, check_mask, check_positive_float, check_tensor
-from .screening import relative_screen
+from .screening import screen_unchecked
 
 # A finite stand-in for -inf: exp() of it is exactly 0 in float32, and fully masked rows stay NaN-free.
 _MASKED = -1e9
@@ -90,15 +90,15 @@ def spacl_loss(
         positives = F.normalize(positives.to(anchors.dtype), dim=-1)
         if positive_mask is None:
             positive_mask = torch.ones(batch, num_pos, dtype=torch.bool, device=device)
-
-        neg_logits, neg_masks = [], []
         if shared_negatives is not None:
             check_tensor("shared_negatives", shared_negatives, ndim=2, floating=True, finite=True)
             if shared_negatives.shape[1] != dim:
                 raise ValueError(f"`shared_negatives` must be [C, {dim}], got {tuple(shared_negatives.shape)}.")
-            neg_logits.append(anchors @ F.normalize(shared_negatives.to(anchors.dtype), dim=-1).T / temperature)
-            mask = check_mask("shared_negative_mask", shared_negative_mask, (batch, shared_negatives.shape[0]), "[B, C]")
-            neg_masks.append(torch.ones_like(neg_logits[-1], dtype=torch.bool) if mask is None else mask)
+            num_shared = shared_negatives.shape[0]
+            check_mask("shared_negative_mask", shared_negative_mask, (batch, num_shared), "[B, C]")
+            shared_negatives = F.normalize(shared_negatives.to(anchors.dtype), dim=-1)
+            if shared_negative_mask is None:
+                shared_negative_mask = torch.ones(batch, num_shared, dtype=torch.bool, device=device)
         elif shared_negative_mask is not None:
             raise ValueError("`shared_negative_mask` was given without `shared_negatives`.")
         if anchor_negatives is not None:
@@ -107,32 +107,68 @@ def spacl_loss(
                 raise ValueError(
                     f"`anchor_negatives` must be [B={batch}, N, D={dim}], got {tuple(anchor_negatives.shape)}."
                 )
-            own = F.normalize(anchor_negatives.to(anchors.dtype), dim=-1)
-            neg_logits.append(torch.einsum("bd,bnd->bn", anchors, own) / temperature)
-            mask = check_mask("anchor_negative_mask", anchor_negative_mask, tuple(neg_logits[-1].shape), "[B, N]")
-            neg_masks.append(torch.ones_like(neg_logits[-1], dtype=torch.bool) if mask is None else mask)
+            shape = tuple(anchor_negatives.shape[:2])
+            check_mask("anchor_negative_mask", anchor_negative_mask, shape, "[B, N]")
+            anchor_negatives = F.normalize(anchor_negatives.to(anchors.dtype), dim=-1)
+            if anchor_negative_mask is None:
+                anchor_negative_mask = torch.ones(shape, dtype=torch.bool, device=device)
         elif anchor_negative_mask is not None:
             raise ValueError("`anchor_negative_mask` was given without `anchor_negatives`.")
+        return infonce_unchecked(
+            anchors, positives, positive_mask, shared_negatives, shared_negative_mask, anchor_negatives,
+            anchor_negative_mask, temperature, mass, min_negatives, screening, normalizer, with_stats=True,
+        )  # fmt: skip
 
-        if neg_logits:
-            negatives = torch.cat(neg_logits, dim=1)
-            candidate = torch.cat(neg_masks, dim=1)
-        else:
-            negatives = anchors.new_zeros(batch, 0)
-            candidate = torch.zeros(batch, 0, dtype=torch.bool, device=device)
-        keep = relative_screen(negatives.detach(), mass, min_negatives, candidate) if screening else candidate
 
-        pos_logits = torch.einsum("bd,bpd->bp", anchors, positives) / temperature
-        pos_logits = pos_logits.masked_fill(~positive_mask, _MASKED)
-        all_logits = torch.cat([pos_logits, negatives.masked_fill(~keep, _MASKED)], dim=1)
-        per_anchor = torch.logsumexp(all_logits, dim=1) - torch.logsumexp(pos_logits, dim=1)
+def infonce_unchecked(
+    anchors: Tensor,
+    positives: Tensor,
+    positive_mask: Tensor,
+    shared_negatives: Tensor | None,
+    shared_negative_mask: Tensor | None,
+    anchor_negatives: Tensor | None,
+    anchor_negative_mask: Tensor | None,
+    temperature: float,
+    mass: float,
+    min_negatives: int,
+    screening: bool,
+    normalizer: float | Tensor | None,
+    with_stats: bool,
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """:func:`spacl_loss` on unit-norm float32/float64 inputs with boolean masks, without argument checks."""
+    batch = anchors.shape[0]
+    scaled = anchors / temperature  # fold the temperature into the [B, D] side, not the [B, C] logits
+    parts, masks = [], []
+    if shared_negatives is not None:
+        parts.append(scaled @ shared_negatives.T)
+        masks.append(shared_negative_mask)
+    if anchor_negatives is not None:
+        parts.append(torch.einsum("bd,bnd->bn", scaled, anchor_negatives))
+        masks.append(anchor_negative_mask)
+    if len(parts) == 1:
+        negatives, candidate = parts[0], masks[0]
+    elif parts:
+        negatives, candidate = torch.cat(parts, dim=1), torch.cat(masks, dim=1)
+    else:
+        negatives = scaled.new_zeros(batch, 0)
+        candidate = torch.zeros(batch, 0, dtype=torch.bool, device=anchors.device)
+    keep = screen_unchecked(negatives, mass, min_negatives, candidate) if screening else candidate
 
-        has_positive = positive_mask.any(dim=1)
-        if normalizer is None:
-            normalizer = has_positive.sum().clamp(min=1)
-        loss = (per_anchor * has_positive).sum() / normalizer
+    # arithmetic masking (faster than masked_fill on CPU); masked logits get exactly zero softmax weight
+    pos_logits = torch.einsum("bd,bpd->bp", scaled, positives) + (~positive_mask) * _MASKED
+    pos_lse = torch.logsumexp(pos_logits, dim=1)
+    per_anchor = pos_lse * 0.0  # nothing to contrast: zero loss that still has a graph
+    if negatives.shape[1] > 0:
+        neg_lse = torch.logsumexp(negatives + (~keep) * _MASKED, dim=1)
+        per_anchor = torch.logaddexp(pos_lse, neg_lse) - pos_lse
 
-        stats = _statistics(anchors, positives, positive_mask, negatives * temperature, candidate, keep, has_positive)
+    has_positive = positive_mask.any(dim=1)
+    if normalizer is None:
+        normalizer = has_positive.sum().clamp(min=1)
+    loss = torch.where(has_positive, per_anchor, 0.0).sum() / normalizer
+    if not with_stats:
+        return loss, {}
+    stats = _statistics(anchors, positives, positive_mask, negatives.detach() * temperature, candidate, keep, has_positive)
     return loss, stats
 
 

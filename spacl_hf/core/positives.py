@@ -81,12 +81,18 @@ def farthest_point_select(
         SnaPhArd Contrast Learning (SPACL), ICLR 2026, "farthest point iteration".
     """
     k = check_int("k", k, 1)
-    available = _check_candidates(anchors, candidates, candidate_mask).clone()
+    available = _check_candidates(anchors, candidates, candidate_mask)
     anchors = F.normalize(at_least_float32(anchors), dim=-1)
     candidates = F.normalize(candidates.to(anchors.dtype), dim=-1)
+    return farthest_point_unchecked(anchors, candidates, k, available)
+
+
+@torch.no_grad()
+def farthest_point_unchecked(anchors: Tensor, candidates: Tensor, k: int, available: Tensor) -> tuple[Tensor, Tensor]:
+    """:func:`farthest_point_select` on unit-norm inputs with a boolean mask, without argument checks."""
+    available = available.clone()
     batch = anchors.shape[0]
     rows = torch.arange(batch, device=anchors.device)
-
     min_distance = 1.0 - _similarity(anchors, candidates)
     steps = min(k, candidates.shape[-2])
     indices = torch.zeros(batch, steps, dtype=torch.long, device=anchors.device)

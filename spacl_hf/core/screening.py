@@ -7,6 +7,15 @@ from torch import Tensor
 
 from .checks import check_fraction, check_int, check_mask, check_tensor
 
+# Bisection steps that bracket the threshold before the bracket is resolved exactly. Each step is one cheap
+# pass over [B, N] and halves the bracket in logit space; 12 leave a handful of candidates for the final topk,
+# whose cost grows with the bracket's width.
+_BISECTION_STEPS = 12
+# Logits screened per chunk of anchors (about 1 MiB of float32): measured fastest on CPU at B = 512 to 2048.
+_CHUNK_ELEMENTS = 2**18
+# Subtracted from invalid candidates: far below any logit, and exp() of it is exactly 0.
+_FAR = 1e30
+
 
 @torch.no_grad()
 def relative_screen(
@@ -14,11 +23,15 @@ def relative_screen(
 ) -> Tensor:
     """Keep the shortest most-similar prefix of candidates that holds at least ``mass`` of their softmax weight.
 
-    Per row, the valid candidates are sorted by logit; the kept set is the smallest top prefix whose share of
+    Per row, with the valid candidates sorted by logit, the kept set is the smallest top prefix whose share of
     ``sum(exp(logit))`` over the valid candidates reaches ``mass`` (and at least ``min_keep`` candidates, when
     that many exist). Candidates tied with the last kept one are kept too, so every kept candidate is at least
     as similar as every dropped one and the result does not depend on the order of ties. The weights are the
     softmax of the logits, not the raw cosines, because cosines can be negative. No gradient flows through it.
+
+    The result is that of a full sort, computed without one: the threshold is bracketed by bisection in logit
+    space and the candidates left inside the bracket are ordered exactly (a sort of ``[B, N]`` costs more than
+    the similarity matmul on CPU).
 
     Args:
         logits: similarity to the anchor divided by the temperature.
@@ -48,24 +61,70 @@ def relative_screen(
         raise ValueError("`logits` contains NaN values.")
     mass = check_fraction("mass", mass)
     min_keep = check_int("min_keep", min_keep, 0)
-    valid = torch.ones_like(logits, dtype=torch.bool) if mask is None else check_mask("mask", mask, tuple(logits.shape), "[B, N]")
-    valid = valid & torch.isfinite(logits)
-    if logits.shape[1] == 0:
-        return valid
-    if mass >= 1.0:
-        return valid
+    check_mask("mask", mask, tuple(logits.shape), "[B, N]")
+    valid = torch.isfinite(logits) if mask is None else mask & torch.isfinite(logits)
+    return screen_unchecked(logits, mass, min_keep, valid)
 
-    scores = logits.detach().double().masked_fill(~valid, float("-inf"))
-    sorted_scores, _ = torch.sort(scores, dim=1, descending=True)
-    num_valid = valid.sum(dim=1, keepdim=True)
-    # softmax over the valid candidates, accumulated from the most similar one down
-    log_total = torch.logsumexp(sorted_scores, dim=1, keepdim=True)
-    weights = torch.exp(sorted_scores - log_total).nan_to_num(nan=0.0)
-    mass_before = torch.cumsum(weights, dim=1) - weights  # weight of the strictly more similar candidates
-    # keep position j while the prefix before it holds less than `mass`: the one that crosses it is kept
-    count = (mass_before < mass).sum(dim=1, keepdim=True)
-    count = torch.clamp(count, min=min_keep)
-    count = torch.minimum(count, num_valid)
-    threshold = sorted_scores.gather(1, (count - 1).clamp(min=0))
-    keep = valid & (scores >= threshold) & (count > 0)
-    return keep
+
+@torch.no_grad()
+def screen_unchecked(logits: Tensor, mass: float, min_keep: int, valid: Tensor) -> Tensor:
+    """:func:`relative_screen` on finite logits with a given validity mask, without argument checks.
+
+    Anchors are screened in chunks of about ``_CHUNK_ELEMENTS`` logits: the passes over a chunk stay in
+    cache, and the temporaries stay small whatever the batch size.
+    """
+    if mass >= 1.0 or logits.shape[1] == 0:
+        return valid
+    rows = max(1, _CHUNK_ELEMENTS // logits.shape[1])
+    if logits.shape[0] <= rows:
+        return _screen_chunk(logits, mass, min_keep, valid)
+    return torch.cat(
+        [_screen_chunk(logits[i : i + rows], mass, min_keep, valid[i : i + rows]) for i in range(0, len(logits), rows)]
+    )
+
+
+def _screen_chunk(logits: Tensor, mass: float, min_keep: int, valid: Tensor) -> Tensor:
+    # Work on [N, B]: per-anchor values then broadcast along the outer axis, which CPU kernels vectorise
+    # (broadcasting a [B, 1] column along the contiguous axis is several times slower).
+    scores = logits.detach().T
+    scores = scores.float() if scores.dtype in (torch.float16, torch.bfloat16) else scores
+    invalid = (~valid).T.to(scores.dtype)  # one bool->float conversion, reused
+    # arithmetic masking: on CPU it is several times faster than masked_fill / where
+    scores = torch.addcmul(scores, invalid, scores.new_tensor(-_FAR)).contiguous()
+    top = scores.max(dim=0, keepdim=True).values
+    top = top * (top > -_FAR / 2)  # rows with nothing valid: any finite shift will do
+    weight = torch.exp(scores - top)  # softmax weights up to the anchor's constant; exactly 0 where invalid
+    target = mass * weight.sum(dim=0, keepdim=True)
+
+    # Invariant: weight(> low) >= target > weight(> high), so the threshold (the largest logit v whose
+    # weight(>= v) reaches the target) lies in (low, high]. Any lower bound of the valid logits serves as
+    # `low`; the unmasked minimum is one and needs no masking pass.
+    low = logits.detach().T.min(dim=0, keepdim=True).values.to(scores.dtype) - 1.0
+    high = top + 1.0
+    weight_high = torch.zeros_like(target)
+    for _ in range(_BISECTION_STEPS):
+        middle = (low + high) / 2
+        # (scores - middle).sign().clamp(min=0) is the float mask of scores > middle without a bool->float copy
+        above = (scores - middle).sign_().clamp_(min=0)
+        weight_middle = above.mul_(weight).sum(dim=0, keepdim=True)
+        enough = weight_middle >= target
+        low = torch.where(enough, middle, low)
+        high = torch.where(enough, high, middle)
+        weight_high = torch.where(enough, weight_high, weight_middle)
+
+    # Order the few candidates inside the bracket; the last kept is the first whose running weight reaches target.
+    inside = (scores > low) & (scores <= high)
+    inside_count = inside.sum(dim=0, keepdim=True)
+    width = max(1, int(inside_count.max()))
+    bracket, _ = torch.topk(torch.where(inside, scores, -_FAR), width, dim=0)
+    running = weight_high + torch.cumsum(torch.exp(bracket - top), dim=0)
+    # If rounding leaves the running sum a hair short of the target, the threshold is still the lowest
+    # candidate inside this anchor's bracket (never the padding past it, which would keep everything).
+    last_kept = torch.minimum((running < target).sum(dim=0, keepdim=True), (inside_count - 1).clamp(min=0))
+    threshold = bracket.gather(0, last_kept)
+    if min_keep == 1:
+        threshold = torch.minimum(threshold, scores.max(dim=0, keepdim=True).values)
+    elif min_keep > 1:
+        kth_best = torch.topk(scores, min(min_keep, scores.shape[0]), dim=0).values[-1:]
+        threshold = torch.minimum(threshold, kth_best)
+    return valid & (logits.detach() >= threshold.T.to(logits.dtype))
