@@ -25,6 +25,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "SPACLLoss": "spacl_hf.sentence_transformers",
     "CachedSPACLLoss": "spacl_hf.sentence_transformers",
+    "SPACLLoggingCallback": "spacl_hf.sentence_transformers",
 }
 
 __all__ = [

@@ -235,3 +235,16 @@ def test_spacl_loss_functional_stats_and_masks():
         spacl_loss(a, pos[:4])
     with pytest.raises(ValueError, match="`shared_negative_mask`"):
         spacl_loss(a, pos, shared_negative_mask=torch.ones(8, 3, dtype=torch.bool))
+
+
+def test_candidate_view_mask_overrides_the_candidate_convention():
+    g = torch.Generator().manual_seed(8)
+    views = torch.randn(8, 3, 16, generator=g)
+    criterion = plain_criterion(candidate_views="all")
+    # only view 1 of other samples as candidates == the columns convention on the first two views... plus
+    # view 2 (an extra anchor encoding) excluded: equal to the columns convention on views [0, 1] with view 2 inert
+    masked = criterion(views, candidate_view_mask=torch.tensor([False, True, False]))
+    columns = plain_criterion(candidate_views="columns")(views[:, :2])
+    assert torch.allclose(masked, columns, atol=1e-6)
+    with pytest.raises(ValueError, match="`candidate_view_mask`"):
+        criterion(views, candidate_view_mask=torch.tensor([True, False]))

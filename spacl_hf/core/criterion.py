@@ -166,12 +166,15 @@ class SPACLCriterion(nn.Module):
         negative_ids: Tensor | None = None,
         extra_negatives: Tensor | None = None,
         dynamic_anchor: bool | None = None,
+        candidate_view_mask: Tensor | None = None,
         gather: Gather | None = None,
         return_stats: bool = False,
     ) -> Tensor | tuple[Tensor, dict[str, Tensor]]:
         """Compute the SPACL loss of a batch (see the class docstring for shapes).
 
         Args:
+            candidate_view_mask: ``[V]`` bool, which views of other samples are candidate negatives for this
+                call, overriding ``candidate_views`` (e.g. exclude an anchor column encoded several times).
             dynamic_anchor: override the configured anchor choice for this call (e.g. keep the query side
                 as anchor for asymmetric data).
             gather: process group to gather candidates over; defaults to ``torch.distributed`` when
@@ -199,6 +202,7 @@ class SPACLCriterion(nn.Module):
         elif negative_mask is not None or negative_ids is not None:
             raise ValueError("`negative_mask` / `negative_ids` were given without `negatives`.")
         check_ids("view_ids", view_ids, (batch, num_views), "[B, V]")
+        check_mask("candidate_view_mask", candidate_view_mask, (num_views,), "[V]")
         if extra_negatives is not None:
             check_tensor("extra_negatives", extra_negatives, ndim=2, floating=True, finite=True)
             if extra_negatives.shape[1] != dim:
@@ -210,7 +214,7 @@ class SPACLCriterion(nn.Module):
         with torch.autocast(device_type=views.device.type, enabled=False):
             return self._compute(
                 views, view_mask, labels, negatives, negative_mask, view_ids, negative_ids,
-                extra_negatives, use_dynamic_anchor, gather, return_stats,
+                extra_negatives, use_dynamic_anchor, candidate_view_mask, gather, return_stats,
             )  # fmt: skip
 
     def _compute(
@@ -224,6 +228,7 @@ class SPACLCriterion(nn.Module):
         negative_ids: Tensor | None,
         extra_negatives: Tensor | None,
         use_dynamic_anchor: bool,
+        candidate_view_mask: Tensor | None,
         gather: Gather | None,
         return_stats: bool,
     ) -> Tensor | tuple[Tensor, dict[str, Tensor]]:
@@ -293,7 +298,9 @@ class SPACLCriterion(nn.Module):
         negative_of = bank_valid[None, :] & (owner[None, :] != global_rows[:, None])
         if labels is not None:
             negative_of &= ~same_label
-        if self.candidate_views == "columns":
+        if candidate_view_mask is not None:
+            negative_of &= candidate_view_mask[column][None, :]
+        elif self.candidate_views == "columns":
             negative_of &= (column != 0)[None, :]
         shared, shared_mask = [bank], [negative_of]
         if negatives is not None:

@@ -1,0 +1,331 @@
+"""``SPACLLoss``: SnaPhArd Contrast Learning as a sentence-transformers loss."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from sentence_transformers import SentenceTransformer
+from sentence_transformers.base.losses.merged_forward import embed_columns
+from torch import Tensor, nn
+
+from spacl_hf.core import SPACL_CITATION, AdversarialNegativeGenerator, SPACLCriterion
+from spacl_hf.core.checks import check_bool, check_int
+
+from .content_ids import token_content_ids
+
+ACCEPTED_FORMATS = (
+    "(anchor, positive) pairs; "
+    "(anchor, positive, negative_1, ..., negative_n) with num_positive_columns=1; "
+    "(anchor, positive_1, ..., positive_k[, negative_1, ...]) with num_positive_columns=k; "
+    "or a single text column with an integer `label` column (same label = positive)"
+)
+
+
+@dataclass(frozen=True)
+class BatchLayout:
+    """How the input columns of one batch map onto SPACL's views."""
+
+    uses_labels: bool
+    num_positive_columns: int
+    num_negative_columns: int
+
+
+class SPACLLoss(nn.Module):
+    def __init__(
+        self,
+        model: SentenceTransformer,
+        temperature: float = 0.05,
+        num_positives: int = 2,
+        screening_mass: float = 0.95,
+        min_negatives: int = 1,
+        num_positive_columns: int = 1,
+        num_views: int = 1,
+        dynamic_anchor: bool | None = None,
+        farthest_point: bool = True,
+        screening: bool = True,
+        adversarial_negatives: bool = True,
+        num_generated: int = 1,
+        generator_warmup_steps: int = 100,
+        generator_lr: float = 1e-4,
+        generator_seed: int = 0,
+        mask_duplicates: bool = True,
+        gather_across_devices: bool = False,
+    ) -> None:
+        """
+        SnaPhArd Contrast Learning (SPACL): a contrastive loss that gives weight to hard samples on both sides.
+        For every sample it builds a pool of views (the anchor, its positive columns, optional dropout
+        re-encodings of the anchor), then
+
+        1. optionally picks the **dynamic anchor**: the view farthest from the rest of its pool;
+        2. picks ``num_positives`` **hard positives** by farthest-point selection (from the sample's own views,
+           and from same-label samples in the label format);
+        3. adds **adversarially generated hard negatives** from a small GAN in embedding space, trained on the
+           side with its own optimizer (the encoder's gradients are untouched);
+        4. **screens** the candidate negatives (other samples' positive and negative columns, generated ones)
+           down to the shortest most-similar set holding ``screening_mass`` of their softmax weight,
+
+        and minimises the multi-positive InfoNCE over what is kept. Texts that occur twice in a batch are never
+        each other's negatives (compared by their tokens, not by position).
+
+        Args:
+            model: SentenceTransformer model.
+            temperature: logits are ``cos / temperature``; ``0.05`` equals MultipleNegativesRankingLoss' scale 20.
+            num_positives: hard positives per anchor (``lambda_P``, paper default 2; accuracy drops past 4).
+                Capped by what exists: with pairs and ``num_views=1`` there is one positive.
+            screening_mass: share of the candidate negatives' softmax weight kept by screening (``lambda_Q``,
+                paper default 0.95).
+            min_negatives: screening keeps at least this many negatives per anchor.
+            num_positive_columns: how many columns after the anchor are positives; the columns after those are
+                negatives.
+            num_views: how often the anchor column is encoded; with dropout active each encoding differs, and the
+                extra ones join the anchor's pool as views (SimCSE-style). ``1`` encodes it once.
+            dynamic_anchor: pick the hardest view as anchor. ``None`` (default) turns it on only in the label
+                format, where every view is the same text; turn it on for symmetric pairs (STS, NLI,
+                paraphrase) and leave it off for asymmetric ones (query -> document), where the anchor must
+                stay on the query side.
+            farthest_point: farthest-point hard positives; ``False`` takes positives in column order.
+            screening: relative-threshold screening of trivial negatives; ``False`` keeps all candidates.
+            adversarial_negatives: add generated hard negatives (after ``generator_warmup_steps`` steps).
+            num_generated: generated negatives per anchor.
+            generator_warmup_steps: training steps before generated negatives are used.
+            generator_lr: learning rate of the generator's and discriminator's Adam optimizers.
+            generator_seed: seed of the generator's weights and noise (the same on every process).
+            mask_duplicates: a text identical to the anchor or one of its positives is never its negative.
+            gather_across_devices: gather candidates from every process, with gradients, under multi-process
+                training (``accelerate launch``, ``torchrun``); the generator stays identical on every process.
+
+        References:
+            - SnaPhArd Contrast Learning, ICLR 2026: https://openreview.net/forum?id=4cZvjp8Iwk
+            - spacl_hf documentation: the method's specification in ``docs`` and the README.
+
+        Requirements:
+            1. (anchor, positive) pairs, optionally with negative columns and/or several positive columns, or
+            2. a single text column with integer class labels.
+
+        Inputs:
+            +-------------------------------------------------------+-----------------+
+            | Texts                                                 | Labels          |
+            +=======================================================+=================+
+            | (anchor, positive) pairs                              | none            |
+            +-------------------------------------------------------+-----------------+
+            | (anchor, positive, negative_1, ..., negative_n)       | none            |
+            +-------------------------------------------------------+-----------------+
+            | (anchor, positive_1, ..., positive_k) with            | none            |
+            | ``num_positive_columns=k``                            |                 |
+            +-------------------------------------------------------+-----------------+
+            | single text column                                    | class (int)     |
+            +-------------------------------------------------------+-----------------+
+
+        Recommendations:
+            - Use ``BatchSamplers.NO_DUPLICATES`` so that no in-batch negative is a duplicate of an anchor or
+              positive (SPACL also masks exact duplicates by content).
+            - Larger batches give screening more to choose from; 64 or more works well. Use
+              :class:`CachedSPACLLoss` for batches larger than memory.
+            - Use :meth:`SPACLLoggingCallback.attach <spacl_hf.sentence_transformers.SPACLLoggingCallback.attach>`
+              to see the kept-negative fraction, the positive spread and the generator's losses in the logs.
+
+        Relations:
+            - With ``num_positives=1``, ``dynamic_anchor=False``, ``farthest_point=False``, ``screening=False`` and
+              ``adversarial_negatives=False`` this loss equals :class:`MultipleNegativesRankingLoss` with
+              ``scale = 1 / temperature``.
+            - :class:`GISTEmbedLoss` removes false negatives with a guide model; SPACL keeps the hardest
+              negatives by a relative threshold on the model's own similarities and guards generated ones.
+            - :class:`CachedSPACLLoss` computes the same loss with GradCache for large batches.
+
+        Example:
+            ::
+
+                from datasets import Dataset
+                from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer
+
+                from spacl_hf import SPACLLoss
+
+                model = SentenceTransformer("sentence-transformers/all-MiniLM-L6-v2")
+                train_dataset = Dataset.from_dict({
+                    "anchor": ["It's nice weather outside today.", "He drove to work."],
+                    "positive": ["It's so sunny.", "He took the car to the office."],
+                })
+                loss = SPACLLoss(model)
+
+                trainer = SentenceTransformerTrainer(model=model, train_dataset=train_dataset, loss=loss)
+                trainer.train()
+        """
+        super().__init__()
+        self.model = model
+        self.num_positive_columns = check_int("num_positive_columns", num_positive_columns, 1)
+        self.num_views = check_int("num_views", num_views, 1)
+        self.dynamic_anchor = None if dynamic_anchor is None else check_bool("dynamic_anchor", dynamic_anchor)
+        self.adversarial_negatives = check_bool("adversarial_negatives", adversarial_negatives)
+        generator = None
+        if self.adversarial_negatives:
+            dim = model.get_embedding_dimension()
+            if dim is None:
+                raise ValueError("`adversarial_negatives=True` needs a model with a known embedding dimension.")
+            generator = AdversarialNegativeGenerator(
+                embedding_dim=dim,
+                num_generated=num_generated,
+                lr=generator_lr,
+                warmup_steps=generator_warmup_steps,
+                seed=generator_seed,
+            )
+        self.criterion = SPACLCriterion(
+            temperature=temperature,
+            num_positives=num_positives,
+            screening_mass=screening_mass,
+            min_negatives=min_negatives,
+            dynamic_anchor=False,  # decided per batch layout, see `dynamic_anchor`
+            farthest_point=farthest_point,
+            screening=screening,
+            generator=generator,
+            candidate_views="all",  # decided per batch layout
+            label_positives=True,
+            mask_duplicates=mask_duplicates,
+            gather_across_devices=gather_across_devices,
+        )
+        self._stat_sums: dict[str, Tensor] = {}
+        self._stat_steps = 0
+        if hasattr(model, "model_card_data"):
+            model.model_card_data.add_tags("spacl")
+
+    # --- configuration -------------------------------------------------------------------------------------
+    @property
+    def temperature(self) -> float:
+        return self.criterion.temperature
+
+    @property
+    def generator(self) -> AdversarialNegativeGenerator | None:
+        return self.criterion.generator
+
+    def get_config_dict(self) -> dict[str, Any]:
+        config = self.criterion.get_config_dict()
+        generator = config.pop("generator")
+        config.pop("candidate_views")
+        config.pop("label_positives")
+        config.update(
+            {
+                "num_positive_columns": self.num_positive_columns,
+                "num_views": self.num_views,
+                "dynamic_anchor": self.dynamic_anchor,
+                "adversarial_negatives": self.adversarial_negatives,
+            }
+        )
+        if generator is not None:
+            config.update(
+                {
+                    "num_generated": generator["num_generated"],
+                    "generator_warmup_steps": generator["warmup_steps"],
+                    "generator_lr": generator["lr"],
+                    "generator_seed": generator["seed"],
+                }
+            )
+        return config
+
+    @property
+    def citation(self) -> str:
+        return SPACL_CITATION
+
+    # --- forward: encode, then score -----------------------------------------------------------------------
+    def forward(self, sentence_features: Iterable[dict[str, Tensor]], labels: Tensor | None) -> Tensor:
+        sentence_features = list(sentence_features)
+        layout = self.layout(len(sentence_features), labels)
+        columns = [sentence_features[0]] * self.num_views + sentence_features[1:]
+        embeddings = embed_columns(self.model, columns)
+        content_ids = self.content_ids(sentence_features)
+        return self.compute_loss_from_embeddings(embeddings, labels, content_ids, layout)
+
+    def layout(self, num_columns: int, labels: Tensor | None) -> BatchLayout:
+        """Check the batch's columns and labels against the accepted formats."""
+        if labels is not None and num_columns == 1:
+            if labels.is_floating_point() or labels.ndim != 1:
+                raise ValueError(
+                    "SPACLLoss takes integer class labels of shape [batch] in the single-column format "
+                    f"(same label = positive); got dtype {labels.dtype} and shape {tuple(labels.shape)}. "
+                    f"Accepted formats: {ACCEPTED_FORMATS}."
+                )
+            return BatchLayout(uses_labels=True, num_positive_columns=0, num_negative_columns=0)
+        if labels is not None:
+            raise ValueError(
+                f"SPACLLoss got {num_columns} text columns and a label/score column. Accepted formats: "
+                f"{ACCEPTED_FORMATS}. Remove the label/score column for column formats."
+            )
+        if num_columns < 1 + self.num_positive_columns:
+            raise ValueError(
+                f"SPACLLoss got {num_columns} text column(s) and no labels, with num_positive_columns="
+                f"{self.num_positive_columns}. Accepted formats: {ACCEPTED_FORMATS}."
+            )
+        return BatchLayout(
+            uses_labels=False,
+            num_positive_columns=self.num_positive_columns,
+            num_negative_columns=num_columns - 1 - self.num_positive_columns,
+        )
+
+    @staticmethod
+    def content_ids(sentence_features: list[dict[str, Tensor]]) -> list[Tensor] | None:
+        """One content id per text and column, or ``None`` when a column is not tokenized text."""
+        ids = [token_content_ids(features) for features in sentence_features]
+        return None if any(column is None for column in ids) else ids
+
+    def compute_loss_from_embeddings(
+        self,
+        embeddings: list[Tensor],
+        labels: Tensor | None,
+        content_ids: list[Tensor] | None = None,
+        layout: BatchLayout | None = None,
+    ) -> Tensor:
+        """SPACL over embedded columns ``[anchor x num_views, positive columns..., negative columns...]``.
+
+        Args:
+            embeddings: one ``[B, D]`` tensor per encoded column (the anchor column ``num_views`` times).
+            labels: integer labels ``[B]`` in the single-column format, else ``None``.
+            content_ids: one ``[B]`` id tensor per input column (anchor once), for duplicate masking.
+            layout: the batch layout; derived from the columns when ``None``.
+        """
+        num_input_columns = len(embeddings) - self.num_views + 1
+        if layout is None:
+            layout = self.layout(num_input_columns, labels)
+        num_pool = self.num_views + layout.num_positive_columns
+        views = torch.stack(embeddings[:num_pool], dim=1)
+        negatives = torch.stack(embeddings[num_pool:], dim=1) if layout.num_negative_columns else None
+        view_ids = negative_ids = None
+        if content_ids is not None:
+            anchor_ids, *other_ids = content_ids
+            view_ids = torch.stack([anchor_ids] * self.num_views + other_ids[: layout.num_positive_columns], dim=1)
+            if negatives is not None:
+                negative_ids = torch.stack(other_ids[layout.num_positive_columns :], dim=1)
+
+        if layout.uses_labels:  # every view is the same text: any may be the anchor, all views are candidates
+            dynamic_anchor = True if self.dynamic_anchor is None else self.dynamic_anchor
+            candidate_view_mask = None
+        else:  # MultipleNegativesRankingLoss convention: other samples' anchor-side views are not candidates
+            dynamic_anchor = bool(self.dynamic_anchor)
+            candidate_view_mask = torch.arange(num_pool, device=views.device) >= self.num_views
+        loss, stats = self.criterion(
+            views,
+            labels=labels if layout.uses_labels else None,
+            negatives=negatives,
+            view_ids=view_ids,
+            negative_ids=negative_ids,
+            dynamic_anchor=dynamic_anchor,
+            candidate_view_mask=candidate_view_mask,
+            return_stats=True,
+        )
+        self._record(stats)
+        return loss
+
+    # --- statistics for the logs ---------------------------------------------------------------------------
+    def _record(self, stats: dict[str, Tensor]) -> None:
+        if not (self.training and torch.is_grad_enabled()):
+            return
+        for name, value in stats.items():  # accumulate as tensors: no device sync per step
+            value = value.detach().float()
+            self._stat_sums[name] = self._stat_sums[name] + value.to(self._stat_sums[name].device) if name in self._stat_sums else value
+        self._stat_steps += 1
+
+    def pop_statistics(self) -> dict[str, float]:
+        """Means of the SPACL statistics over the training steps since the last call, then reset."""
+        steps, sums = self._stat_steps, self._stat_sums
+        self._stat_sums, self._stat_steps = {}, 0
+        return {name: float(total) / steps for name, total in sums.items()} if steps else {}
