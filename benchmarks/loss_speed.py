@@ -97,7 +97,7 @@ def main() -> None:
         for batch in batch_sizes:
             base = F.normalize(torch.randn(batch, num_views, dim, device=device), dim=-1)
             times: dict[str, list[float]] = {name: [] for name in methods}
-            for name, method in methods.items():  # warm-up
+            for method in methods.values():  # warm-up
                 step(method, base)
             for _ in range(repeats):  # interleaved, so drift hits every method alike
                 for name, method in methods.items():
@@ -106,7 +106,9 @@ def main() -> None:
                     step(method, base)
                     synchronize(device)
                     times[name].append(time.perf_counter() - start)
-            memory = {name: peak_memory_bytes(lambda m=method: step(m, base), device) for name, method in methods.items()}
+            memory = {
+                name: peak_memory_bytes(lambda m=method, x=base: step(m, x), device) for name, method in methods.items()
+            }
             base_time = statistics.median(times["infonce"])
             for name in methods:
                 median = statistics.median(times[name])

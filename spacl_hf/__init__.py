@@ -26,6 +26,10 @@ _LAZY = {
     "SPACLLoss": "spacl_hf.sentence_transformers",
     "CachedSPACLLoss": "spacl_hf.sentence_transformers",
     "SPACLLoggingCallback": "spacl_hf.sentence_transformers",
+    "SPACLTrainer": "spacl_hf.trainer",
+    "SPACLTrainingArguments": "spacl_hf.trainer",
+    "SPACLDataCollator": "spacl_hf.trainer",
+    "EmbeddingModel": "spacl_hf.trainer",
 }
 
 __all__ = [

@@ -56,7 +56,9 @@ def tiny_st_model(tiny_encoder_dir):
     from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
 
     transformer = Transformer(tiny_encoder_dir, max_seq_length=32)
-    return SentenceTransformer(modules=[transformer, Pooling(transformer.get_embedding_dimension(), "mean")], device="cpu")
+    return SentenceTransformer(
+        modules=[transformer, Pooling(transformer.get_embedding_dimension(), "mean")], device="cpu"
+    )
 
 
 @pytest.fixture
@@ -65,4 +67,6 @@ def tiny_st_model_no_dropout(tiny_encoder_dir_no_dropout):
     from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
 
     transformer = Transformer(tiny_encoder_dir_no_dropout, max_seq_length=32)
-    return SentenceTransformer(modules=[transformer, Pooling(transformer.get_embedding_dimension(), "mean")], device="cpu")
+    return SentenceTransformer(
+        modules=[transformer, Pooling(transformer.get_embedding_dimension(), "mean")], device="cpu"
+    )

@@ -89,7 +89,8 @@ class HubStandIn:
                     hub.commits.append({"repo_id": repo_id, "header": header})
                     oid = f"{len(hub.commits):040x}"
                     return self._send(
-                        200, {"commitUrl": f"{hub.url}/{repo_id}/commit/{oid}", "commitOid": oid, "pullRequestUrl": None}
+                        200,
+                        {"commitUrl": f"{hub.url}/{repo_id}/commit/{oid}", "commitOid": oid, "pullRequestUrl": None},
                     )
                 hub.unknown.append(f"POST {self.path}")
                 return self._send(404, {"error": "unknown endpoint"})

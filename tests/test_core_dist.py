@@ -38,7 +38,9 @@ def simulated_ranks_loss(criterion, chunks, **kwargs_per_rank):
         criterion(chunks[r], gather=recorders[r], **{k: v[r] for k, v in kwargs_per_rank.items()})
     recorded = [rec.calls for rec in recorders]
     losses = [
-        criterion(chunks[r], gather=RecordingGather(r, world, recorded), **{k: v[r] for k, v in kwargs_per_rank.items()})
+        criterion(
+            chunks[r], gather=RecordingGather(r, world, recorded), **{k: v[r] for k, v in kwargs_per_rank.items()}
+        )
         for r in range(world)
     ]
     return sum(losses) / world

@@ -52,7 +52,9 @@ def test_reduction_to_sentence_transformers_mnrl():
     ours = plain_criterion(temperature=temperature, candidate_views="columns")(torch.stack([a, p], 1))
     assert torch.allclose(ours, mnrl.compute_loss_from_embeddings([a, p], None), atol=1e-6)
     # triplets: the negative column is a shared candidate for every anchor, as in MNRL
-    ours = plain_criterion(temperature=temperature, candidate_views="columns")(torch.stack([a, p], 1), negatives=n[:, None])
+    ours = plain_criterion(temperature=temperature, candidate_views="columns")(
+        torch.stack([a, p], 1), negatives=n[:, None]
+    )
     assert torch.allclose(ours, mnrl.compute_loss_from_embeddings([a, p, n], None), atol=1e-6)
 
 

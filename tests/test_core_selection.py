@@ -4,7 +4,6 @@ import math
 
 import pytest
 import torch
-import torch.nn.functional as F
 from reference import ref_anchor, ref_farthest, ref_screen
 
 from spacl_hf.core import dynamic_anchor, farthest_point_select, ordered_select, relative_screen, view_hardness

@@ -12,7 +12,7 @@ from sentence_transformers import SentenceTransformerTrainer, SentenceTransforme
 from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss  # noqa: E402
 
 from spacl_hf import CachedSPACLLoss, SPACLLoggingCallback, SPACLLoss  # noqa: E402
-from spacl_hf.sentence_transformers.content_ids import token_content_ids  # noqa: E402
+from spacl_hf.common.content_ids import token_content_ids  # noqa: E402
 
 SENTENCES = [
     "a man is playing a guitar", "a woman is slicing an onion", "the cat sleeps on the sofa",
@@ -71,7 +71,11 @@ FORMATS = {
     "multi-positive": (
         dict(num_positive_columns=2),
         lambda: Dataset.from_dict(
-            {"anchor": SENTENCES, "positive_1": [paraphrase(s) for s in SENTENCES], "positive_2": [s + "!" for s in SENTENCES]}
+            {
+                "anchor": SENTENCES,
+                "positive_1": [paraphrase(s) for s in SENTENCES],
+                "positive_2": [s + "!" for s in SENTENCES],
+            }
         ),
     ),
     "labels": (dict(num_views=2), lambda: Dataset.from_dict({"text": SENTENCES, "label": [i % 4 for i in range(16)]})),
@@ -98,9 +102,8 @@ def test_every_format_trains_with_the_trainer(name, cached, tiny_st_model, tmp_p
 
 
 def test_model_fit_trains(tiny_st_model, tmp_path):
-    from torch.utils.data import DataLoader
-
     from sentence_transformers import InputExample
+    from torch.utils.data import DataLoader
 
     examples = [InputExample(texts=[s, paraphrase(s)]) for s in SENTENCES]
     loader = DataLoader(examples, batch_size=8, shuffle=True)

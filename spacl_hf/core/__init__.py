@@ -2,6 +2,7 @@
 
 from .anchor import dynamic_anchor, view_hardness
 from .citation import SPACL_CITATION
+from .columns import ColumnLayout, RunningStatistics, spacl_from_columns
 from .criterion import SPACLCriterion
 from .dist import Gather, TorchDistributedGather, all_gather_with_grad, get_rank, get_world_size
 from .generator import AdversarialNegativeGenerator
@@ -12,6 +13,8 @@ from .screening import relative_screen
 __all__ = [
     "SPACL_CITATION",
     "AdversarialNegativeGenerator",
+    "ColumnLayout",
+    "RunningStatistics",
     "Gather",
     "SPACLCriterion",
     "TorchDistributedGather",
@@ -22,6 +25,7 @@ __all__ = [
     "get_world_size",
     "ordered_select",
     "relative_screen",
+    "spacl_from_columns",
     "spacl_loss",
     "view_hardness",
 ]

@@ -43,9 +43,12 @@ def content_hash(rows: Tensor) -> Tensor:
     """
     bits = rows.detach().contiguous()
     bits = bits.view(torch.int64 if bits.dtype == torch.float64 else torch.int32).to(torch.int64)
-    weights = torch.randint(
-        -(2**62), 2**62, (rows.shape[1],), generator=torch.Generator().manual_seed(rows.shape[1])
-    ).to(rows.device) | 1  # odd multipliers; int64 overflow wraps, which is what a hash wants
+    weights = (
+        torch.randint(-(2**62), 2**62, (rows.shape[1],), generator=torch.Generator().manual_seed(rows.shape[1])).to(
+            rows.device
+        )
+        | 1
+    )  # odd multipliers; int64 overflow wraps, which is what a hash wants
     return (bits * weights).sum(dim=1)
 
 
@@ -209,7 +212,9 @@ class SPACLCriterion(nn.Module):
                 raise ValueError(f"`extra_negatives` must be [M, {dim}], got {tuple(extra_negatives.shape)}.")
         if gather is None and self.gather_across_devices:
             gather = TorchDistributedGather()
-        use_dynamic_anchor = self.dynamic_anchor if dynamic_anchor is None else check_bool("dynamic_anchor", dynamic_anchor)
+        use_dynamic_anchor = (
+            self.dynamic_anchor if dynamic_anchor is None else check_bool("dynamic_anchor", dynamic_anchor)
+        )
 
         with torch.autocast(device_type=views.device.type, enabled=False):
             return self._compute(
@@ -317,7 +322,7 @@ class SPACLCriterion(nn.Module):
         shared_mask = torch.cat(shared_mask, dim=1)
         if self.mask_duplicates:
             bank_ids = self._bank_ids(shared_bank, view_ids, negative_ids, negatives, extra_negatives, gathered)
-            if bool((bank_ids.unique().numel() < bank_ids.numel())):  # nothing to mask in a duplicate-free bank
+            if bool(bank_ids.unique().numel() < bank_ids.numel()):  # nothing to mask in a duplicate-free bank
                 keys = torch.cat([anchor_flat[:, None], pos_flat], dim=1)
                 key_valid = torch.cat([torch.ones(batch, 1, dtype=torch.bool, device=device), pos_valid], dim=1)
                 key_ids = bank_ids[keys]
@@ -383,7 +388,9 @@ class SPACLCriterion(nn.Module):
         fresh = torch.iinfo(torch.long).min + torch.arange(num_negative_rows + num_extra, device=shared_bank.device)
         if negatives is not None:
             parts.append(
-                gathered(negative_ids.to(torch.long)).reshape(-1) if negative_ids is not None else fresh[:num_negative_rows]
+                gathered(negative_ids.to(torch.long)).reshape(-1)
+                if negative_ids is not None
+                else fresh[:num_negative_rows]
             )
         parts.append(fresh[num_negative_rows:])
         return torch.cat(parts)

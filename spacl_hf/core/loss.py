@@ -168,7 +168,9 @@ def infonce_unchecked(
     loss = torch.where(has_positive, per_anchor, 0.0).sum() / normalizer
     if not with_stats:
         return loss, {}
-    stats = _statistics(anchors, positives, positive_mask, negatives.detach() * temperature, candidate, keep, has_positive)
+    stats = _statistics(
+        anchors, positives, positive_mask, negatives.detach() * temperature, candidate, keep, has_positive
+    )
     return loss, stats
 
 

@@ -110,9 +110,7 @@ def farthest_point_unchecked(anchors: Tensor, candidates: Tensor, k: int, availa
 
 
 @torch.no_grad()
-def ordered_select(
-    candidate_mask: Tensor, k: int, priority: Tensor | None = None
-) -> tuple[Tensor, Tensor]:
+def ordered_select(candidate_mask: Tensor, k: int, priority: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """The first ``k`` valid candidates in their given order: SPACL's positives with farthest-point selection off.
 
     Args:

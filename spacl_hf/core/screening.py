@@ -18,9 +18,7 @@ _FAR = 1e30
 
 
 @torch.no_grad()
-def relative_screen(
-    logits: Tensor, mass: float = 0.95, min_keep: int = 1, mask: Tensor | None = None
-) -> Tensor:
+def relative_screen(logits: Tensor, mass: float = 0.95, min_keep: int = 1, mask: Tensor | None = None) -> Tensor:
     """Keep the shortest most-similar prefix of candidates that holds at least ``mass`` of their softmax weight.
 
     Per row, with the valid candidates sorted by logit, the kept set is the smallest top prefix whose share of

@@ -10,9 +10,10 @@ from sentence_transformers import SentenceTransformer
 from sentence_transformers.base.losses.gradcache import CachedLossMixin
 from torch import Tensor
 
+from spacl_hf.core import ColumnLayout
 from spacl_hf.core.checks import check_int
 
-from .spacl_loss import BatchLayout, SPACLLoss
+from .spacl_loss import SPACLLoss
 
 GRADCACHE_CITATION = """
 @misc{gao2021scaling,
@@ -85,7 +86,7 @@ class CachedSPACLLoss(CachedLossMixin, SPACLLoss):
         SPACLLoss.__init__(self, model, **spacl_kwargs)
         self.mini_batch_size = check_int("mini_batch_size", mini_batch_size, 1)
         self.show_progress_bar = bool(show_progress_bar)
-        self._batch: tuple[Tensor | None, list[Tensor] | None, BatchLayout] | None = None
+        self._batch: tuple[Tensor | None, list[Tensor] | None, ColumnLayout] | None = None
 
     def forward(self, sentence_features: Iterable[dict[str, Tensor]], labels: Tensor | None) -> Tensor:
         sentence_features = list(sentence_features)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -11,10 +10,16 @@ from sentence_transformers import SentenceTransformer
 from sentence_transformers.base.losses.merged_forward import embed_columns
 from torch import Tensor, nn
 
-from spacl_hf.core import SPACL_CITATION, AdversarialNegativeGenerator, SPACLCriterion
+from spacl_hf.common.content_ids import token_content_ids
+from spacl_hf.core import (
+    SPACL_CITATION,
+    AdversarialNegativeGenerator,
+    ColumnLayout,
+    RunningStatistics,
+    SPACLCriterion,
+    spacl_from_columns,
+)
 from spacl_hf.core.checks import check_bool, check_int
-
-from .content_ids import token_content_ids
 
 ACCEPTED_FORMATS = (
     "(anchor, positive) pairs; "
@@ -22,15 +27,6 @@ ACCEPTED_FORMATS = (
     "(anchor, positive_1, ..., positive_k[, negative_1, ...]) with num_positive_columns=k; "
     "or a single text column with an integer `label` column (same label = positive)"
 )
-
-
-@dataclass(frozen=True)
-class BatchLayout:
-    """How the input columns of one batch map onto SPACL's views."""
-
-    uses_labels: bool
-    num_positive_columns: int
-    num_negative_columns: int
 
 
 class SPACLLoss(nn.Module):
@@ -185,8 +181,7 @@ class SPACLLoss(nn.Module):
             mask_duplicates=mask_duplicates,
             gather_across_devices=gather_across_devices,
         )
-        self._stat_sums: dict[str, Tensor] = {}
-        self._stat_steps = 0
+        self.statistics = RunningStatistics()
         if hasattr(model, "model_card_data"):
             model.model_card_data.add_tags("spacl")
 
@@ -236,7 +231,7 @@ class SPACLLoss(nn.Module):
         content_ids = self.content_ids(sentence_features)
         return self.compute_loss_from_embeddings(embeddings, labels, content_ids, layout)
 
-    def layout(self, num_columns: int, labels: Tensor | None) -> BatchLayout:
+    def layout(self, num_columns: int, labels: Tensor | None) -> ColumnLayout:
         """Check the batch's columns and labels against the accepted formats."""
         if labels is not None and num_columns == 1:
             if labels.is_floating_point() or labels.ndim != 1:
@@ -245,7 +240,7 @@ class SPACLLoss(nn.Module):
                     f"(same label = positive); got dtype {labels.dtype} and shape {tuple(labels.shape)}. "
                     f"Accepted formats: {ACCEPTED_FORMATS}."
                 )
-            return BatchLayout(uses_labels=True, num_positive_columns=0, num_negative_columns=0)
+            return ColumnLayout(self.num_views, 0, 0, uses_labels=True)
         if labels is not None:
             raise ValueError(
                 f"SPACLLoss got {num_columns} text columns and a label/score column. Accepted formats: "
@@ -256,11 +251,8 @@ class SPACLLoss(nn.Module):
                 f"SPACLLoss got {num_columns} text column(s) and no labels, with num_positive_columns="
                 f"{self.num_positive_columns}. Accepted formats: {ACCEPTED_FORMATS}."
             )
-        return BatchLayout(
-            uses_labels=False,
-            num_positive_columns=self.num_positive_columns,
-            num_negative_columns=num_columns - 1 - self.num_positive_columns,
-        )
+        negative_columns = num_columns - 1 - self.num_positive_columns
+        return ColumnLayout(self.num_views, self.num_positive_columns, negative_columns, uses_labels=False)
 
     @staticmethod
     def content_ids(sentence_features: list[dict[str, Tensor]]) -> list[Tensor] | None:
@@ -273,7 +265,7 @@ class SPACLLoss(nn.Module):
         embeddings: list[Tensor],
         labels: Tensor | None,
         content_ids: list[Tensor] | None = None,
-        layout: BatchLayout | None = None,
+        layout: ColumnLayout | None = None,
     ) -> Tensor:
         """SPACL over embedded columns ``[anchor x num_views, positive columns..., negative columns...]``.
 
@@ -283,49 +275,18 @@ class SPACLLoss(nn.Module):
             content_ids: one ``[B]`` id tensor per input column (anchor once), for duplicate masking.
             layout: the batch layout; derived from the columns when ``None``.
         """
-        num_input_columns = len(embeddings) - self.num_views + 1
         if layout is None:
-            layout = self.layout(num_input_columns, labels)
-        num_pool = self.num_views + layout.num_positive_columns
-        views = torch.stack(embeddings[:num_pool], dim=1)
-        negatives = torch.stack(embeddings[num_pool:], dim=1) if layout.num_negative_columns else None
-        view_ids = negative_ids = None
+            layout = self.layout(len(embeddings) - self.num_views + 1, labels)
+        ids = None
         if content_ids is not None:
-            anchor_ids, *other_ids = content_ids
-            view_ids = torch.stack([anchor_ids] * self.num_views + other_ids[: layout.num_positive_columns], dim=1)
-            if negatives is not None:
-                negative_ids = torch.stack(other_ids[layout.num_positive_columns :], dim=1)
-
-        if layout.uses_labels:  # every view is the same text: any may be the anchor, all views are candidates
-            dynamic_anchor = True if self.dynamic_anchor is None else self.dynamic_anchor
-            candidate_view_mask = None
-        else:  # MultipleNegativesRankingLoss convention: other samples' anchor-side views are not candidates
-            dynamic_anchor = bool(self.dynamic_anchor)
-            candidate_view_mask = torch.arange(num_pool, device=views.device) >= self.num_views
-        loss, stats = self.criterion(
-            views,
-            labels=labels if layout.uses_labels else None,
-            negatives=negatives,
-            view_ids=view_ids,
-            negative_ids=negative_ids,
-            dynamic_anchor=dynamic_anchor,
-            candidate_view_mask=candidate_view_mask,
-            return_stats=True,
+            ids = torch.stack([content_ids[0]] * self.num_views + list(content_ids[1:]))
+        loss, stats = spacl_from_columns(
+            self.criterion, torch.stack(embeddings), layout, labels, ids, dynamic_anchor=self.dynamic_anchor
         )
-        self._record(stats)
+        if self.training and torch.is_grad_enabled():
+            self.statistics.add(stats)
         return loss
-
-    # --- statistics for the logs ---------------------------------------------------------------------------
-    def _record(self, stats: dict[str, Tensor]) -> None:
-        if not (self.training and torch.is_grad_enabled()):
-            return
-        for name, value in stats.items():  # accumulate as tensors: no device sync per step
-            value = value.detach().float()
-            self._stat_sums[name] = self._stat_sums[name] + value.to(self._stat_sums[name].device) if name in self._stat_sums else value
-        self._stat_steps += 1
 
     def pop_statistics(self) -> dict[str, float]:
         """Means of the SPACL statistics over the training steps since the last call, then reset."""
-        steps, sums = self._stat_steps, self._stat_sums
-        self._stat_sums, self._stat_steps = {}, 0
-        return {name: float(total) / steps for name, total in sums.items()} if steps else {}
+        return self.statistics.pop()

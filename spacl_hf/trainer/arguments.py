@@ -1,0 +1,129 @@
+"""``SPACLTrainingArguments``: ``TrainingArguments`` plus every SPACL setting, for HfArgumentParser and the CLI."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from transformers import TrainingArguments
+
+from spacl_hf.core import AdversarialNegativeGenerator, SPACLCriterion
+from spacl_hf.core.checks import check_bool, check_choice, check_int
+
+POOLING_CHOICES = ("mean", "cls", "pooler")
+# core argument names whose command-line name differs (after the `spacl_` prefix)
+_CORE_TO_ARGUMENT = {"lr": "generator_lr", "warmup_steps": "generator_warmup_steps", "seed": "generator_seed"}
+
+
+@dataclass
+class SPACLTrainingArguments(TrainingArguments):
+    """Training arguments for :class:`SPACLTrainer`. Every SPACL field starts with ``spacl_`` on the command line.
+
+    Scaling rule under data parallelism: each process embeds ``per_device_train_batch_size`` samples, and with
+    ``spacl_gather_across_devices`` every anchor sees the candidates of all processes, so SPACL screens among
+    ``num_processes x per_device_train_batch_size`` samples, exactly as one process with that batch size would.
+    Gradient accumulation adds no negatives: each micro-batch is contrasted on its own. Keep ``dataloader_drop_last``
+    on so that every process contributes a full batch to the gather.
+    """
+
+    spacl_temperature: float = field(
+        default=0.05, metadata={"help": "Logits are cos / temperature (0.05 text, 0.1 images)."}
+    )
+    spacl_num_positives: int = field(default=2, metadata={"help": "Hard positives per anchor (lambda_P, paper: 2)."})
+    spacl_screening_mass: float = field(
+        default=0.95,
+        metadata={"help": "Share of the negatives' softmax weight kept by screening (lambda_Q, paper: 0.95)."},
+    )
+    spacl_min_negatives: int = field(default=1, metadata={"help": "Screening keeps at least this many negatives."})
+    spacl_dynamic_anchor: bool = field(
+        default=False,
+        metadata={
+            "help": "Use each sample's hardest view as anchor. Leave off for asymmetric pairs (query -> document)."
+        },
+    )
+    spacl_farthest_point: bool = field(default=True, metadata={"help": "Farthest-point selection of hard positives."})
+    spacl_screening: bool = field(default=True, metadata={"help": "Relative-threshold screening of trivial negatives."})
+    spacl_adversarial_negatives: bool = field(default=True, metadata={"help": "Add GAN-generated hard negatives."})
+    spacl_num_generated: int = field(default=1, metadata={"help": "Generated negatives per anchor."})
+    spacl_generator_warmup_steps: int = field(
+        default=100, metadata={"help": "Steps before generated negatives are used."}
+    )
+    spacl_generator_lr: float = field(
+        default=1e-4, metadata={"help": "Adam learning rate of the generator and discriminator."}
+    )
+    spacl_generator_seed: int = field(
+        default=0, metadata={"help": "Seed of the generator (identical on every process)."}
+    )
+    spacl_candidate_views: str = field(
+        default="columns",
+        metadata={
+            "help": "Which views of other samples are negatives: 'columns' (positive and negative columns, the "
+            "MultipleNegativesRankingLoss convention) or 'all' (every view, SimCLR; the default for labels / images).",
+            "choices": ["columns", "all"],
+        },
+    )
+    spacl_mask_duplicates: bool = field(
+        default=True, metadata={"help": "Identical inputs are never each other's negatives."}
+    )
+    spacl_gather_across_devices: bool = field(
+        default=True, metadata={"help": "Gather candidates from every process, with gradients (no-op on one process)."}
+    )
+    spacl_pooling: str = field(
+        default="mean",
+        metadata={
+            "help": "Sentence/image embedding from the encoder: 'mean' (attention-masked mean of the last hidden "
+            "state), 'cls' (first token) or 'pooler' (the model's pooled output, e.g. vision backbones).",
+            "choices": list(POOLING_CHOICES),
+        },
+    )
+    remove_unused_columns: bool = field(
+        default=False, metadata={"help": "Keep the dataset's columns: SPACLDataCollator reads them (must stay False)."}
+    )
+    dataloader_drop_last: bool = field(
+        default=True, metadata={"help": "Full batches on every process, so the gathered candidate set is complete."}
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_choice("spacl_candidate_views", self.spacl_candidate_views, ("columns", "all"))
+        check_choice("spacl_pooling", self.spacl_pooling, POOLING_CHOICES)
+        check_bool("spacl_adversarial_negatives", self.spacl_adversarial_negatives)
+        check_int("spacl_generator_warmup_steps", self.spacl_generator_warmup_steps, 0)
+        if self.remove_unused_columns:
+            raise ValueError(
+                "`remove_unused_columns` must be False for SPACLTrainer: its collator reads the text columns."
+            )
+        try:  # the core validates; the message then names the command-line argument
+            self.build_criterion(embedding_dim=8)
+        except ValueError as error:
+            message = str(error)
+            if message.startswith("`"):
+                core_name = message[1 : message.index("`", 1)]
+                message = f"`spacl_{_CORE_TO_ARGUMENT.get(core_name, core_name)}`" + message[len(core_name) + 2 :]
+            raise ValueError(message) from None
+
+    def criterion_kwargs(self) -> dict[str, Any]:
+        return dict(
+            temperature=self.spacl_temperature,
+            num_positives=self.spacl_num_positives,
+            screening_mass=self.spacl_screening_mass,
+            min_negatives=self.spacl_min_negatives,
+            dynamic_anchor=self.spacl_dynamic_anchor,
+            farthest_point=self.spacl_farthest_point,
+            screening=self.spacl_screening,
+            candidate_views=self.spacl_candidate_views,
+            mask_duplicates=self.spacl_mask_duplicates,
+            gather_across_devices=self.spacl_gather_across_devices,
+        )
+
+    def build_criterion(self, embedding_dim: int) -> SPACLCriterion:
+        generator = None
+        if self.spacl_adversarial_negatives:
+            generator = AdversarialNegativeGenerator(
+                embedding_dim,
+                num_generated=self.spacl_num_generated,
+                lr=self.spacl_generator_lr,
+                warmup_steps=self.spacl_generator_warmup_steps,
+                seed=self.spacl_generator_seed,
+            )
+        return SPACLCriterion(generator=generator, **self.criterion_kwargs())

