@@ -1,0 +1,83 @@
+"""MTEB tasks read from local files, so evaluation needs no Hub access."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+from datasets import Dataset, DatasetDict
+from mteb.abstasks.sts import AbsTaskSTS
+from mteb.abstasks.task_metadata import TaskMetadata
+
+from spacl_hf.common.data_files import read_sts
+
+
+def file_revision(path: Path) -> str:
+    """A short content hash: results of two versions of a file never share a cache entry."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+
+
+def local_sts_task(
+    path: str | Path,
+    name: str | None = None,
+    min_score: float | None = None,
+    max_score: float | None = None,
+    language: str = "eng-Latn",
+) -> AbsTaskSTS:
+    """An MTEB STS task over a local TSV with columns ``sentence1``, ``sentence2``, ``score`` (any score range).
+
+    Args:
+        path: the TSV file (header row, TAB separated, no quoting).
+        name: task name in results; default ``LocalSTS-<file stem>``.
+        min_score / max_score: the score range; default the file's own minimum and maximum.
+        language: the texts' language code for MTEB.
+
+    Returns:
+        a task instance whose single split is ``test``; its main score is ``cosine_spearman``.
+
+    Raises:
+        FileNotFoundError / ValueError: for a missing file or missing columns.
+    """
+    path = Path(path)
+    sentence1, sentence2, scores = read_sts(path)
+    if not scores:
+        raise ValueError(f"{path} holds no pairs.")
+    low = min(scores) if min_score is None else min_score
+    high = max(scores) if max_score is None else max_score
+    task_name = name or f"LocalSTS-{path.stem}"
+    metadata = TaskMetadata(
+        name=task_name,
+        description=f"STS pairs read from the local file {path.name}.",
+        reference=None,
+        dataset={"path": str(path), "revision": file_revision(path)},
+        type="STS",
+        category="t2t",
+        modalities=["text"],
+        eval_splits=["test"],
+        eval_langs=[language],
+        main_score="cosine_spearman",
+        date=None,
+        domains=None,
+        task_subtypes=None,
+        license=None,
+        annotations_creators=None,
+        dialect=None,
+        sample_creation=None,
+        bibtex_citation=None,
+    )
+
+    def load_data(self, num_proc: int | None = None, **kwargs: Any) -> None:
+        if self.data_loaded:
+            return
+        self.dataset = DatasetDict(
+            {"test": Dataset.from_dict({"sentence1": sentence1, "sentence2": sentence2, "score": scores})}
+        )
+        self.data_loaded = True
+
+    task_class = type(
+        task_name.replace("-", "_"),
+        (AbsTaskSTS,),
+        {"metadata": metadata, "min_score": low, "max_score": high, "load_data": load_data},
+    )
+    return task_class()
