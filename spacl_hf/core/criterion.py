@@ -272,7 +272,6 @@ class SPACLCriterion(nn.Module):
         owner = torch.arange(total, device=device).repeat_interleave(num_views)
         column = torch.arange(num_views, device=device).repeat(total)
         anchor_flat = global_rows * num_views + anchor_view
-        all_labels = None
         if labels is not None:
             all_labels = gathered(labels.to(torch.long))
             same_label = labels.to(torch.long)[:, None] == all_labels[owner][None, :]
@@ -318,8 +317,9 @@ class SPACLCriterion(nn.Module):
         if extra_negatives is not None:
             shared.append(F.normalize(extra_negatives.to(views.dtype), dim=-1))
             shared_mask.append(torch.ones(batch, extra_negatives.shape[0], dtype=torch.bool, device=device))
-        shared_bank = torch.cat(shared)
-        shared_mask = torch.cat(shared_mask, dim=1)
+        # no copy of the bank when there is nothing to append (the common case)
+        shared_bank = shared[0] if len(shared) == 1 else torch.cat(shared)
+        shared_mask = shared_mask[0] if len(shared_mask) == 1 else torch.cat(shared_mask, dim=1)
         if self.mask_duplicates:
             bank_ids = self._bank_ids(shared_bank, view_ids, negative_ids, negatives, extra_negatives, gathered)
             if bool(bank_ids.unique().numel() < bank_ids.numel()):  # nothing to mask in a duplicate-free bank

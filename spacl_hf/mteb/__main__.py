@@ -27,9 +27,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     parser.add_argument("--output", default=None, help="Write the scores here as JSON.")
     args = parser.parse_args(argv)
     model = load_encoder(args.model, args.pooling, args.max_seq_length)
-    scores = evaluate_files(
-        model, args.sts_file, args.task, args.output, name=args.name, batch_size=args.batch_size
-    )
+    scores = evaluate_files(model, args.sts_file, args.task, args.output, name=args.name, batch_size=args.batch_size)
     print(json.dumps(scores, indent=2))
     return scores
 
