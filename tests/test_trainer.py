@@ -1,5 +1,7 @@
 """SPACLTrainer on a tiny random encoder: formats, arguments, logging, outputs and exact resume."""
 
+import math
+
 import pytest
 import torch
 
@@ -175,3 +177,40 @@ def test_interrupted_and_resumed_run_matches_uninterrupted(tiny_encoder_dir, tmp
         if torch.is_tensor(a):
             assert torch.allclose(a, b, atol=1e-6), name
     assert full.criterion.generator.steps == resumed.criterion.generator.steps == 4
+
+
+class NoisyViewsCollator:
+    """Two noisy views per image, column-major, self-supervised: what a vision view pipeline produces."""
+
+    def __call__(self, rows):
+        from spacl_hf.core import ColumnLayout
+
+        images = torch.stack([torch.tensor(r["pixels"], dtype=torch.float32) for r in rows])
+        g = torch.Generator().manual_seed(len(rows))
+        views = [images + 0.1 * torch.randn(images.shape, generator=g) for _ in range(2)]
+        return {"pixel_values": torch.cat(views), "spacl_layout": ColumnLayout(2, 0, 0, uses_labels=False)}
+
+
+@pytest.mark.parametrize(
+    "family, pooling", [("vit", "pooler"), ("vit", "cls"), ("resnet", "pooler"), ("resnet", "mean")]
+)
+def test_vision_encoders_train_on_pixel_views(family, pooling, tmp_path):
+    from transformers import ResNetConfig, ViTConfig
+
+    torch.manual_seed(0)
+    if family == "vit":
+        config = ViTConfig(image_size=16, patch_size=4, num_channels=3, hidden_size=32, num_hidden_layers=2,
+                           num_attention_heads=2, intermediate_size=64)  # fmt: skip
+    else:
+        config = ResNetConfig(num_channels=3, embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1])
+    model = AutoModel.from_config(config)
+    images = torch.rand(16, 3, 16, 16, generator=torch.Generator().manual_seed(1))
+    dataset = Dataset.from_dict({"pixels": images.tolist()})
+    args = make_args(tmp_path, spacl_candidate_views="all", spacl_dynamic_anchor=True, spacl_pooling=pooling,
+                     spacl_temperature=0.1)  # fmt: skip
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    trainer = SPACLTrainer(model=model, args=args, train_dataset=dataset, data_collator=NoisyViewsCollator())
+    trainer.train()
+    assert any(not torch.equal(before[k], v) for k, v in model.state_dict().items())
+    logged = [e for e in trainer.state.log_history if "loss" in e]
+    assert all(math.isfinite(e["loss"]) for e in logged) and all(e["spacl/kept_negative_fraction"] > 0 for e in logged)
