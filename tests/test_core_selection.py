@@ -145,3 +145,13 @@ def test_relative_screen_at_scale_matches_float64(seed):
     for r in range(0, 700, 97):
         expected = ref_screen(logits[r].double().tolist(), 0.95, 1, valid[r].tolist())
         assert set(torch.nonzero(exact[r]).flatten().tolist()) == expected
+
+
+def test_relative_screen_with_massive_ties_stays_exact():
+    """Bisection cannot split exact ties: the step cap ends it and the wide bracket is still resolved exactly."""
+    g = torch.Generator().manual_seed(4)
+    logits = torch.randint(0, 3, (20, 400), generator=g).float() * 0.5  # three distinct values, heavy ties
+    keep = relative_screen(logits, 0.9)
+    for r in range(20):
+        expected = ref_screen(logits[r].double().tolist(), 0.9, 1, [True] * 400)
+        assert set(torch.nonzero(keep[r]).flatten().tolist()) == expected

@@ -7,10 +7,13 @@ from torch import Tensor
 
 from .checks import check_fraction, check_int, check_mask, check_tensor
 
-# Bisection steps that bracket the threshold before the bracket is resolved exactly. Each step is one cheap
-# pass over [B, N] and halves the bracket in logit space; 12 leave a handful of candidates for the final topk,
-# whose cost grows with the bracket's width.
-_BISECTION_STEPS = 12
+# Bisection brackets the threshold before the bracket is resolved exactly by a topk. Each step is one cheap pass
+# over the logits and halves the bracket in logit space; the topk's cost grows fast with the bracket's width, so
+# steps continue (in small blocks) until every anchor's bracket holds at most _MAX_BRACKET candidates.
+_FIRST_STEPS = 8
+_MORE_STEPS = 2
+_MAX_BRACKET = 16
+_MAX_STEPS = 40
 # Logits screened per chunk of anchors (about 1 MiB of float32): measured fastest on CPU at B = 512 to 2048.
 _CHUNK_ELEMENTS = 2**18
 # Subtracted from invalid candidates: far below any logit, and exp() of it is exactly 0.
@@ -100,20 +103,26 @@ def _screen_chunk(logits: Tensor, mass: float, min_keep: int, valid: Tensor) -> 
     low = logits.detach().T.min(dim=0, keepdim=True).values.to(scores.dtype) - 1.0
     high = top + 1.0
     weight_high = torch.zeros_like(target)
-    for _ in range(_BISECTION_STEPS):
-        middle = (low + high) / 2
-        # (scores - middle).sign().clamp(min=0) is the float mask of scores > middle without a bool->float copy
-        above = (scores - middle).sign_().clamp_(min=0)
-        weight_middle = above.mul_(weight).sum(dim=0, keepdim=True)
-        enough = weight_middle >= target
-        low = torch.where(enough, middle, low)
-        high = torch.where(enough, high, middle)
-        weight_high = torch.where(enough, weight_high, weight_middle)
+    steps = 0
+    while True:
+        for _ in range(_FIRST_STEPS if steps == 0 else _MORE_STEPS):
+            middle = (low + high) / 2
+            # (scores - middle).sign().clamp(min=0) is the float mask of scores > middle without a bool->float copy
+            above = (scores - middle).sign_().clamp_(min=0)
+            weight_middle = above.mul_(weight).sum(dim=0, keepdim=True)
+            enough = weight_middle >= target
+            low = torch.where(enough, middle, low)
+            high = torch.where(enough, high, middle)
+            weight_high = torch.where(enough, weight_high, weight_middle)
+            steps += 1
+        inside = (scores > low) & (scores <= high)
+        inside_count = inside.sum(dim=0, keepdim=True)
+        width = max(1, int(inside_count.max()))
+        # a narrow bracket makes the final topk cheap; ties that bisection cannot split stop at _MAX_STEPS
+        if width <= _MAX_BRACKET or steps >= _MAX_STEPS:
+            break
 
     # Order the few candidates inside the bracket; the last kept is the first whose running weight reaches target.
-    inside = (scores > low) & (scores <= high)
-    inside_count = inside.sum(dim=0, keepdim=True)
-    width = max(1, int(inside_count.max()))
     bracket, _ = torch.topk(torch.where(inside, scores, -_FAR), width, dim=0)
     running = weight_high + torch.cumsum(torch.exp(bracket - top), dim=0)
     # If rounding leaves the running sum a hair short of the target, the threshold is still the lowest
