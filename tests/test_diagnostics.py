@@ -66,3 +66,49 @@ def test_alignment_and_uniformity_on_known_sets():
     assert uniformity(spread) < uniformity(same) - 1.0
     with pytest.raises(ValueError, match="at least 2 rows"):
         uniformity(torch.ones(1, 3))
+
+
+def test_probe_diagnostics_flags_a_collapsed_batch_and_passes_a_healthy_one():
+    from spacl_hf.diagnostics import SPACLDiagnosticsCallback
+
+    g = torch.Generator().manual_seed(0)
+    healthy = torch.randn(32, 2, 64, generator=g)
+    healthy[:, 1] = healthy[:, 0] + 0.1 * torch.randn(32, 64, generator=g)
+    direction = torch.randn(64, generator=g)
+    collapsed = direction + 1e-3 * torch.randn(32, 2, 64, generator=g)  # every embedding on one line
+    callback = SPACLDiagnosticsCallback(probe=lambda model: collapsed, rank_threshold=0.2)
+    model = torch.nn.Linear(1, 1)
+    with pytest.warns(UserWarning, match="effective rank"):
+        bad = callback.measure(model)
+    good = SPACLDiagnosticsCallback(probe=lambda model: healthy).measure(model)
+    assert bad["relative_rank"] < 0.2 < good["relative_rank"]
+    assert good["alignment"] < 0.1 and good["uniformity"] < bad["uniformity"]
+    with pytest.raises(ValueError, match=r"\[B, 2, D\]"):
+        SPACLDiagnosticsCallback(probe=lambda model: torch.zeros(4, 3, 8)).measure(model)
+    with pytest.raises(ValueError, match="`every_n_steps`"):
+        SPACLDiagnosticsCallback(probe=lambda model: healthy, every_n_steps=0)
+
+
+def test_callback_logs_diagnostics_during_training(tiny_st_model, tmp_path):
+    from datasets import Dataset
+    from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
+
+    from spacl_hf import SPACLLoss
+    from spacl_hf.diagnostics import SPACLDiagnosticsCallback, sentence_transformer_probe
+
+    texts = [f"sentence {i} about topic {i % 5}" for i in range(16)]
+    dataset = Dataset.from_dict({"anchor": texts, "positive": [t + " indeed" for t in texts]})
+    args = SentenceTransformerTrainingArguments(
+        output_dir=str(tmp_path), max_steps=2, per_device_train_batch_size=8, report_to="none", save_strategy="no",
+        logging_steps=1, use_cpu=True,
+    )  # fmt: skip
+    trainer = SentenceTransformerTrainer(
+        model=tiny_st_model, args=args, train_dataset=dataset, loss=SPACLLoss(tiny_st_model, generator_warmup_steps=0)
+    )
+    callback = SPACLDiagnosticsCallback.attach(
+        trainer, sentence_transformer_probe(texts[:8], [t + " indeed" for t in texts[:8]]), every_n_steps=1
+    )
+    trainer.train()
+    logged = [e for e in trainer.state.log_history if "loss" in e]
+    assert all("diagnostics/effective_rank" in e and "diagnostics/fraction_at_risk" in e for e in logged)
+    assert len(callback.history) == 2

@@ -4,8 +4,8 @@
   the positive exactly when the softmax-weighted mean of the negatives (weights ``softmax_j <n_j, p> / t``) is
   parallel to ``p``; the cosine between the two says how close an anchor is to that.
 - :func:`alignment` and :func:`uniformity` (Wang & Isola, 2020).
-- :func:`effective_rank` (Roy & Vetterli, 2007): ``exp`` of the entropy of the normalised singular values; far
-  below the dimension means dimensional collapse.
+- :func:`effective_rank` (Roy & Vetterli, 2007; as RankMe, Garrido et al., 2023): ``exp`` of the entropy of the
+  normalised singular values of the (uncentred) embeddings; far below the dimension means dimensional collapse.
 """
 
 from __future__ import annotations
@@ -83,15 +83,15 @@ def uniformity(x: Tensor, t: float = 2.0) -> Tensor:
 
 @torch.no_grad()
 def effective_rank(x: Tensor) -> Tensor:
-    """``exp(entropy(s / sum(s)))`` of the singular values ``s`` of the centred embeddings (Roy & Vetterli, 2007).
+    """``exp(entropy(s / sum(s)))`` of the singular values ``s`` of the embeddings (RankMe, Garrido et al., 2023).
 
-    Between 1 (every embedding on one line) and ``min(B, D)`` (spread over every direction).
+    Between 1 (every embedding on one line) and ``min(B, D)`` (spread over every direction). Not centred: a batch
+    collapsed onto one point plus small isotropic noise must read as rank 1, and centring would remove the point.
 
     Shape: ``x``: ``[B, D]``; output: scalar.
     """
     check_tensor("x", x, ndim=2, floating=True, finite=True)
-    centred = x.double() - x.double().mean(dim=0, keepdim=True)
-    singular = torch.linalg.svdvals(centred)
+    singular = torch.linalg.svdvals(x.double())
     total = singular.sum()
     if total <= 0:
         return torch.tensor(1.0)
