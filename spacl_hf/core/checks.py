@@ -39,6 +39,7 @@ def check_shape(name: str, value: Tensor, expected: tuple[int, ...], meaning: st
 
 
 def check_mask(name: str, value: Tensor | None, expected: tuple[int, ...], meaning: str) -> Tensor | None:
+    """``None``, or a bool tensor of shape ``expected`` (``meaning`` spells the layout in the error)."""
     if value is None:
         return None
     check_tensor(name, value, ndim=len(expected), dtype=torch.bool)
@@ -47,6 +48,7 @@ def check_mask(name: str, value: Tensor | None, expected: tuple[int, ...], meani
 
 
 def check_ids(name: str, value: Tensor | None, expected: tuple[int, ...], meaning: str) -> Tensor | None:
+    """``None``, or an integer tensor of shape ``expected`` (labels, content ids)."""
     if value is None:
         return None
     check_tensor(name, value, ndim=len(expected))
@@ -57,6 +59,7 @@ def check_ids(name: str, value: Tensor | None, expected: tuple[int, ...], meanin
 
 
 def check_positive_float(name: str, value: object) -> float:
+    """A real number > 0 (bools refused), as float."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value > 0:
         raise ValueError(f"`{name}` must be a positive number, got {value!r}.")
     return float(value)
@@ -70,18 +73,21 @@ def check_fraction(name: str, value: object) -> float:
 
 
 def check_int(name: str, value: object, minimum: int) -> int:
+    """An integer >= ``minimum`` (bools and floats refused)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
         raise ValueError(f"`{name}` must be an integer >= {minimum}, got {value!r}.")
     return int(value)
 
 
 def check_bool(name: str, value: object) -> bool:
+    """Exactly True or False (no truthy stand-ins)."""
     if not isinstance(value, bool):
         raise ValueError(f"`{name}` must be True or False, got {value!r}.")
     return value
 
 
 def check_choice(name: str, value: object, choices: tuple[str, ...]) -> str:
+    """One of ``choices``."""
     if value not in choices:
         raise ValueError(f"`{name}` must be one of {choices}, got {value!r}.")
     return str(value)

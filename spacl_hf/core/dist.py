@@ -14,6 +14,7 @@ from torch import Tensor
 
 
 def is_distributed() -> bool:
+    """Whether a ``torch.distributed`` process group is initialised."""
     return dist.is_available() and dist.is_initialized()
 
 

@@ -15,6 +15,7 @@ from .models import load_encoder
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
+    """Parse ``argv``, evaluate, print and return the scores (``{task name: main score}``)."""
     parser = argparse.ArgumentParser(prog="python -m spacl_hf.mteb", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     parser.add_argument("--model", required=True, help="Saved sentence-transformers or Hugging Face encoder folder.")

@@ -61,6 +61,8 @@ def embedding_dim_of(model: torch.nn.Module) -> int | None:
 
 @dataclass
 class EmbeddingOutput:
+    """What :class:`EmbeddingModel` returns: pooled (and projected) embeddings ``[N, D]``."""
+
     embeddings: Tensor
 
 
