@@ -71,3 +71,15 @@ def test_train_sts_under_a_real_two_process_launch(tiny_encoder_dir, tmp_path):
     scores = json.loads((tmp_path / "scores.json").read_text())
     assert scores["processes"] == 2 and scores["global_batch_size"] == 16 and scores["steps"] == 2
     assert "STS-B dev cosine Spearman" in result.stdout
+
+
+@pytest.mark.parametrize(
+    "extra", [[], ["--supervised", "false", "--backbone", "resnet"], ["--backbone", "vit", "--num_views", "3"]]
+)
+def test_train_image_main_runs_on_digits(extra, tmp_path):
+    pytest.importorskip("sklearn")
+    args = ["--dataset", "digits", "--max_steps", "3", "--per_device_train_batch_size", "32"]
+    args += ["--output_dir", str(tmp_path), "--use_cpu", "true", "--spacl_generator_warmup_steps", "1"]
+    scores = load_example("train_image").main(args + extra)
+    assert scores["steps"] == 3 and 0 <= scores["knn@20"] <= 1 and 0 <= scores["linear_probe"] <= 1
+    assert json.loads((tmp_path / "scores.json").read_text())["knn@200"] == scores["knn@200"]

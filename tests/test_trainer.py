@@ -9,8 +9,8 @@ pytest.importorskip("transformers")
 from datasets import Dataset  # noqa: E402
 from transformers import AutoModel, AutoTokenizer, HfArgumentParser, TrainerCallback  # noqa: E402
 
+from spacl_hf.common.pooling import pool_embeddings  # noqa: E402
 from spacl_hf.trainer import EmbeddingModel, SPACLDataCollator, SPACLTrainer, SPACLTrainingArguments  # noqa: E402
-from spacl_hf.trainer.pooling import pool_embeddings  # noqa: E402
 
 TEXTS = [f"sentence {i} talks about subject {i % 5} in style {i % 3}" for i in range(24)]
 

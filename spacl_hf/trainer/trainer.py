@@ -10,10 +10,10 @@ from torch import Tensor, nn
 from transformers import Trainer, TrainerCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
 
+from spacl_hf.common.pooling import embedding_dim_of, pool_embeddings
 from spacl_hf.core import ColumnLayout, RunningStatistics, SPACLCriterion, spacl_from_columns
 
 from .arguments import SPACLTrainingArguments
-from .pooling import embedding_dim_of, pool_embeddings
 
 GENERATOR_STATE_NAME = "spacl_generator.pt"
 

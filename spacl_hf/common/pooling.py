@@ -1,4 +1,5 @@
-"""From a Hugging Face encoder's outputs to one embedding per input."""
+"""From an encoder's outputs to one embedding per input, and an encoder wrapper with pooling and a projection head
+(torch only; used by the Trainer and the vision integration)."""
 
 from __future__ import annotations
 
@@ -27,12 +28,16 @@ def pool_embeddings(outputs: Any, attention_mask: Tensor | None, pooling: str) -
     if pooling == "pooler":
         pooled = getattr(outputs, "pooler_output", None)
         if pooled is None:
-            raise ValueError("`spacl_pooling='pooler'` needs a model with `pooler_output`; use 'mean' or 'cls'.")
+            raise ValueError(
+                "`pooling='pooler'` (--spacl_pooling) needs a model with `pooler_output`; use 'mean' or 'cls'."
+            )
         return pooled.flatten(1)
     hidden = outputs.last_hidden_state
     if hidden.ndim == 4:  # convolutional feature map [N, C, H, W]
         if pooling != "mean":
-            raise ValueError(f"`spacl_pooling='{pooling}'` does not apply to a feature map; use 'mean' or 'pooler'.")
+            raise ValueError(
+                f"`pooling='{pooling}'` (--spacl_pooling) does not apply to a feature map; use 'mean' or 'pooler'."
+            )
         return hidden.mean(dim=(2, 3))
     if pooling == "cls":
         return hidden[:, 0]
@@ -41,7 +46,7 @@ def pool_embeddings(outputs: Any, attention_mask: Tensor | None, pooling: str) -
             return hidden.mean(dim=1)
         weights = attention_mask.unsqueeze(-1).to(hidden.dtype)
         return (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1e-9)
-    raise ValueError(f"`spacl_pooling` must be 'mean', 'cls' or 'pooler', got {pooling!r}.")
+    raise ValueError(f"`pooling` (--spacl_pooling) must be 'mean', 'cls' or 'pooler', got {pooling!r}.")
 
 
 def embedding_dim_of(model: torch.nn.Module) -> int | None:
@@ -95,7 +100,10 @@ class EmbeddingModel(nn.Module):
         )
         self.embedding_dim = projection_dim or backbone_dim
 
+    def features(self, **inputs: Any) -> Tensor:
+        """Pooled backbone output before the projection head (what kNN / linear probes usually read)."""
+        return pool_embeddings(self.backbone(**inputs), inputs.get("attention_mask"), self.pooling)
+
     def forward(self, **inputs: Any) -> EmbeddingOutput:
-        outputs = self.backbone(**inputs)
-        embeddings = pool_embeddings(outputs, inputs.get("attention_mask"), self.pooling)
+        embeddings = self.features(**inputs)
         return EmbeddingOutput(self.head(embeddings) if self.head is not None else embeddings)
