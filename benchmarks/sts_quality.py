@@ -29,7 +29,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 SPACL_DEFAULTS = dict(temperature=0.05, num_positives=2, screening_mass=0.95, dynamic_anchor=True)
 
 
-def make_loss(method: str, model, guide, warmup: int, num_views: int = 1):
+def make_loss(method: str, model, guide, warmup: int, num_views: int = 1, overrides: dict | None = None):
     from sentence_transformers.sentence_transformer.losses import (
         CachedMultipleNegativesRankingLoss,
         GISTEmbedLoss,
@@ -38,7 +38,7 @@ def make_loss(method: str, model, guide, warmup: int, num_views: int = 1):
 
     from spacl_hf import CachedSPACLLoss, SPACLLoss
 
-    spacl = dict(SPACL_DEFAULTS, generator_warmup_steps=warmup, num_views=num_views)
+    spacl = dict(SPACL_DEFAULTS, generator_warmup_steps=warmup, num_views=num_views, **(overrides or {}))
     losses = {
         "SPACL": lambda: SPACLLoss(model, **spacl),
         "SPACL w/o dynamic anchor": lambda: SPACLLoss(model, **{**spacl, "dynamic_anchor": False}),
@@ -99,6 +99,8 @@ def main() -> None:
     parser.add_argument("--cached-batch-size", type=int, default=128)
     parser.add_argument("--methods", nargs="+", default=None, choices=ALL_METHODS)
     parser.add_argument("--max-seq-length", type=int, default=64)
+    parser.add_argument("--temperature", type=float, default=None, help="Override SPACL's temperature (sweeps).")
+    parser.add_argument("--screening-mass", type=float, default=None, help="Override SPACL's screening mass (sweeps).")
     parser.add_argument(
         "--num-views",
         type=int,
@@ -114,6 +116,11 @@ def main() -> None:
     steps = args.steps or (4 if args.quick else 20)
     methods = args.methods or (QUICK_METHODS if args.quick else ALL_METHODS)
     warmup = max(1, steps // 4)
+    overrides = {
+        key: value
+        for key, value in (("temperature", args.temperature), ("screening_mass", args.screening_mass))
+        if value is not None
+    }
 
     data_dir = find_data_dir(args.data_dir)
     if data_dir is None:
@@ -145,7 +152,7 @@ def main() -> None:
     for seed in seeds:
         for method in methods:
             model = fresh_model(seed)
-            loss = make_loss(method, model, guide, warmup, args.num_views)
+            loss = make_loss(method, model, guide, warmup, args.num_views, overrides)
             batch = args.cached_batch_size if method.startswith("Cached") else args.batch_size
             training = SentenceTransformerTrainingArguments(
                 output_dir=str(RESULTS / "_tmp_sts_quality"),
@@ -185,7 +192,12 @@ def main() -> None:
         "cached_batch_size": args.cached_batch_size,
         "learning_rate": args.learning_rate,
         "max_seq_length": args.max_seq_length,
-        "spacl_settings": {**SPACL_DEFAULTS, "generator_warmup_steps": warmup, "num_views": args.num_views},
+        "spacl_settings": {
+            **SPACL_DEFAULTS,
+            **overrides,
+            "generator_warmup_steps": warmup,
+            "num_views": args.num_views,
+        },
         "before": before,
         "summary": summary,
         "runs": runs,
