@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from transformers import Trainer, TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
+from spacl_hf.common.training_logs import insert_first, merge_into_log
 from spacl_hf.core import relative_screen
 from spacl_hf.core.checks import check_fraction, check_int, check_positive_float
 from spacl_hf.core.diagnostics import alignment, effective_rank, uniformity
@@ -88,9 +89,7 @@ class SPACLDiagnosticsCallback(TrainerCallback):
     @classmethod
     def attach(cls, trainer: Trainer, probe: Probe, **kwargs: Any) -> SPACLDiagnosticsCallback:
         """Create the callback and put it first in ``trainer``'s callbacks, ahead of the reporting ones."""
-        callback = cls(probe, **kwargs)
-        trainer.callback_handler.callbacks.insert(0, callback)
-        return callback
+        return insert_first(trainer, cls(probe, **kwargs))
 
     def measure(self, model: nn.Module) -> dict[str, float]:
         was_training = model.training
@@ -141,9 +140,7 @@ class SPACLDiagnosticsCallback(TrainerCallback):
     ) -> None:
         if logs is None or not self.pending or "loss" not in logs:
             return
-        logs.update(self.pending)
-        if state.log_history and state.log_history[-1].get("step") == state.global_step:
-            state.log_history[-1].update(self.pending)
+        merge_into_log(logs, state, self.pending)
         self.pending = {}
 
 

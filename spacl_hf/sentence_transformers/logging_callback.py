@@ -6,6 +6,8 @@ from typing import Any
 
 from transformers import Trainer, TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
+from spacl_hf.common.training_logs import insert_first, merge_into_log
+
 
 class SPACLLoggingCallback(TrainerCallback):
     """Adds the running means of a SPACL loss's statistics to every training log.
@@ -31,9 +33,7 @@ class SPACLLoggingCallback(TrainerCallback):
     @classmethod
     def attach(cls, trainer: Trainer, loss: Any) -> SPACLLoggingCallback:
         """Create the callback and put it first in ``trainer``'s callbacks, ahead of the reporting ones."""
-        callback = cls(loss)
-        trainer.callback_handler.callbacks.insert(0, callback)
-        return callback
+        return insert_first(trainer, cls(loss))
 
     def on_log(
         self,
@@ -46,6 +46,4 @@ class SPACLLoggingCallback(TrainerCallback):
         if logs is None or "loss" not in logs:
             return
         stats = {f"spacl/{name}": round(value, 4) for name, value in self.loss.pop_statistics().items()}
-        logs.update(stats)
-        if state.log_history and state.log_history[-1].get("step") == state.global_step:
-            state.log_history[-1].update(stats)
+        merge_into_log(logs, state, stats)
