@@ -250,3 +250,27 @@ def test_candidate_view_mask_overrides_the_candidate_convention():
     assert torch.allclose(masked, columns, atol=1e-6)
     with pytest.raises(ValueError, match="`candidate_view_mask`"):
         criterion(views, candidate_view_mask=torch.tensor([True, False]))
+
+
+def test_column_layout_for_batch_and_spacl_from_columns():
+    from spacl_hf.core import ColumnLayout, spacl_from_columns
+
+    assert ColumnLayout.for_batch(1, True, anchor_views=2) == ColumnLayout(2, 0, 0, uses_labels=True)
+    assert ColumnLayout.for_batch(4, False, num_positive_columns=2) == ColumnLayout(1, 2, 1, uses_labels=False)
+    for columns, labels, positives in [(1, False, 1), (2, True, 1), (2, False, 2)]:
+        with pytest.raises(ValueError, match="Accepted formats"):
+            ColumnLayout.for_batch(columns, labels, positives)
+    # (anchor x2 encodings, positive, negative), column-major: equal to the criterion with the anchor-side
+    # encodings excluded from the candidates and the negative column passed as negatives
+    g = torch.Generator().manual_seed(9)
+    columns = torch.randn(4, 6, 8, generator=g)
+    layout = ColumnLayout(2, 1, 1, uses_labels=False)
+    criterion = SPACLCriterion(temperature=0.1)
+    loss, _ = spacl_from_columns(criterion, columns, layout)
+    expected = criterion(
+        columns[:3].transpose(0, 1), negatives=columns[3:].transpose(0, 1), dynamic_anchor=False,
+        candidate_view_mask=torch.tensor([False, False, True]),
+    )  # fmt: skip
+    assert torch.allclose(loss, expected)
+    with pytest.raises(ValueError, match="K=4"):
+        spacl_from_columns(criterion, columns[:3], layout)

@@ -2,7 +2,7 @@
 
 from .anchor import dynamic_anchor, view_hardness
 from .citation import SPACL_CITATION
-from .columns import ColumnLayout, RunningStatistics, spacl_from_columns
+from .columns import ACCEPTED_FORMATS, ColumnLayout, RunningStatistics, spacl_from_columns
 from .criterion import SPACLCriterion
 from .dist import Gather, TorchDistributedGather, all_gather_with_grad, get_rank, get_world_size
 from .generator import AdversarialNegativeGenerator
@@ -11,6 +11,7 @@ from .positives import farthest_point_select, ordered_select
 from .screening import relative_screen
 
 __all__ = [
+    "ACCEPTED_FORMATS",
     "SPACL_CITATION",
     "AdversarialNegativeGenerator",
     "ColumnLayout",

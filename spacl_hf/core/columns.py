@@ -9,6 +9,13 @@ from torch import Tensor
 
 from .criterion import SPACLCriterion
 
+ACCEPTED_FORMATS = (
+    "(anchor, positive) pairs; "
+    "(anchor, positive, negative_1, ..., negative_n) with num_positive_columns=1; "
+    "(anchor, positive_1, ..., positive_k[, negative_1, ...]) with num_positive_columns=k; "
+    "or a single text column with an integer `label` column (same label = positive)"
+)
+
 
 @dataclass(frozen=True)
 class ColumnLayout:
@@ -20,6 +27,25 @@ class ColumnLayout:
     positive_columns: int
     negative_columns: int
     uses_labels: bool
+
+    @classmethod
+    def for_batch(
+        cls, num_columns: int, has_labels: bool, num_positive_columns: int = 1, anchor_views: int = 1, source: str = ""
+    ) -> ColumnLayout:
+        """The layout of a batch with ``num_columns`` input columns, with or without a label column.
+
+        Raises:
+            ValueError: when the columns match none of :data:`ACCEPTED_FORMATS`; ``source`` describes the batch.
+        """
+        if has_labels and num_columns == 1:
+            return cls(anchor_views, 0, 0, uses_labels=True)
+        if not has_labels and num_columns >= 1 + num_positive_columns:
+            return cls(anchor_views, num_positive_columns, num_columns - 1 - num_positive_columns, uses_labels=False)
+        labels = "a label/score column" if has_labels else "no labels"
+        raise ValueError(
+            f"{source or 'The batch'} has {num_columns} text column(s) and {labels}, with num_positive_columns="
+            f"{num_positive_columns}. Accepted formats: {ACCEPTED_FORMATS}."
+        )
 
     @property
     def pool_size(self) -> int:

@@ -89,7 +89,6 @@ class AdversarialNegativeGenerator(nn.Module):
         self.discriminator_optimizer = torch.optim.Adam(self.discriminator.parameters(), lr=self.lr, betas=self.betas)
         self.noise = torch.Generator().manual_seed(self.seed)  # CPU noise: the same on every device
         self.steps = 0
-        self.last_losses: dict[str, float] = {}
 
     def get_config_dict(self) -> dict[str, Any]:
         return {
@@ -167,13 +166,12 @@ class AdversarialNegativeGenerator(nn.Module):
             self.generator_optimizer.zero_grad(set_to_none=True)
             self.discriminator_optimizer.zero_grad(set_to_none=True)
         self.steps += 1
-        self.last_losses = {
+        return {
             "generator_loss": float(gen_loss.detach()),
             "discriminator_loss": float(disc_loss.detach()),
             "discriminator_real_score": float(torch.sigmoid(real_score.detach()).mean()),
             "discriminator_fake_score": float(torch.sigmoid(fake_score.detach()).mean()),
         }
-        return dict(self.last_losses)
 
     def get_extra_state(self) -> dict[str, Any]:
         # Carried inside state_dict(), so a checkpoint of any parent module resumes the GAN exactly.

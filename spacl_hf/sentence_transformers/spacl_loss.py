@@ -12,6 +12,7 @@ from torch import Tensor, nn
 
 from spacl_hf.common.content_ids import token_content_ids
 from spacl_hf.core import (
+    ACCEPTED_FORMATS,
     SPACL_CITATION,
     AdversarialNegativeGenerator,
     ColumnLayout,
@@ -20,13 +21,6 @@ from spacl_hf.core import (
     spacl_from_columns,
 )
 from spacl_hf.core.checks import check_bool, check_int
-
-ACCEPTED_FORMATS = (
-    "(anchor, positive) pairs; "
-    "(anchor, positive, negative_1, ..., negative_n) with num_positive_columns=1; "
-    "(anchor, positive_1, ..., positive_k[, negative_1, ...]) with num_positive_columns=k; "
-    "or a single text column with an integer `label` column (same label = positive)"
-)
 
 
 class SPACLLoss(nn.Module):
@@ -233,30 +227,20 @@ class SPACLLoss(nn.Module):
 
     def layout(self, num_columns: int, labels: Tensor | None) -> ColumnLayout:
         """Check the batch's columns and labels against the accepted formats."""
-        if labels is not None and num_columns == 1:
-            if labels.is_floating_point() or labels.ndim != 1:
-                raise ValueError(
-                    "SPACLLoss takes integer class labels of shape [batch] in the single-column format "
-                    f"(same label = positive); got dtype {labels.dtype} and shape {tuple(labels.shape)}. "
-                    f"Accepted formats: {ACCEPTED_FORMATS}."
-                )
-            return ColumnLayout(self.num_views, 0, 0, uses_labels=True)
-        if labels is not None:
+        if labels is not None and num_columns == 1 and (labels.is_floating_point() or labels.ndim != 1):
             raise ValueError(
-                f"SPACLLoss got {num_columns} text columns and a label/score column. Accepted formats: "
-                f"{ACCEPTED_FORMATS}. Remove the label/score column for column formats."
+                "SPACLLoss takes integer class labels of shape [batch] in the single-column format "
+                f"(same label = positive); got dtype {labels.dtype} and shape {tuple(labels.shape)}. "
+                f"Accepted formats: {ACCEPTED_FORMATS}."
             )
-        if num_columns < 1 + self.num_positive_columns:
-            raise ValueError(
-                f"SPACLLoss got {num_columns} text column(s) and no labels, with num_positive_columns="
-                f"{self.num_positive_columns}. Accepted formats: {ACCEPTED_FORMATS}."
-            )
-        negative_columns = num_columns - 1 - self.num_positive_columns
-        return ColumnLayout(self.num_views, self.num_positive_columns, negative_columns, uses_labels=False)
+        return ColumnLayout.for_batch(
+            num_columns, labels is not None, self.num_positive_columns, self.num_views, source="SPACLLoss's batch"
+        )
 
-    @staticmethod
-    def content_ids(sentence_features: list[dict[str, Tensor]]) -> list[Tensor] | None:
-        """One content id per text and column, or ``None`` when a column is not tokenized text."""
+    def content_ids(self, sentence_features: list[dict[str, Tensor]]) -> list[Tensor] | None:
+        """One content id per text and column; ``None`` when duplicates are not masked or a column is not text."""
+        if not self.criterion.mask_duplicates:
+            return None
         ids = [token_content_ids(features) for features in sentence_features]
         return None if any(column is None for column in ids) else ids
 

@@ -116,9 +116,19 @@ class SPACLTrainingArguments(TrainingArguments):
             gather_across_devices=self.spacl_gather_across_devices,
         )
 
-    def build_criterion(self, embedding_dim: int) -> SPACLCriterion:
+    def build_criterion(self, embedding_dim: int | None) -> SPACLCriterion:
+        """The configured criterion; ``embedding_dim`` sizes the adversarial generator (needed only with it).
+
+        Raises:
+            ValueError: on an invalid setting, or no ``embedding_dim`` while adversarial negatives are on.
+        """
         generator = None
         if self.spacl_adversarial_negatives:
+            if embedding_dim is None:
+                raise ValueError(
+                    "`spacl_adversarial_negatives` needs the embedding size: wrap the model in "
+                    "EmbeddingModel(..., projection_dim=...) or use a model whose config tells its hidden size."
+                )
             generator = AdversarialNegativeGenerator(
                 embedding_dim,
                 num_generated=self.spacl_num_generated,

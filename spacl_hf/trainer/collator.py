@@ -12,12 +12,6 @@ from spacl_hf.common.content_ids import token_content_ids
 from spacl_hf.core import ColumnLayout
 from spacl_hf.core.checks import check_int
 
-ACCEPTED_FORMATS = (
-    "(anchor, positive) pairs; (anchor, positive, negative_1, ..., negative_n); "
-    "(anchor, positive_1, ..., positive_k[, negatives...]) with num_positive_columns=k; "
-    "or one text column with an integer label column"
-)
-
 
 @dataclass
 class SPACLDataCollator:
@@ -59,16 +53,9 @@ class SPACLDataCollator:
             else [name for name, value in rows[0].items() if isinstance(value, str)]
         )
         has_labels = self.label_column in rows[0]
-        if has_labels and len(columns) == 1:
-            layout = ColumnLayout(self.num_views, 0, 0, uses_labels=True)
-        elif not has_labels and len(columns) >= 1 + self.num_positive_columns:
-            negative_columns = len(columns) - 1 - self.num_positive_columns
-            layout = ColumnLayout(self.num_views, self.num_positive_columns, negative_columns, uses_labels=False)
-        else:
-            raise ValueError(
-                f"SPACLDataCollator got text columns {columns} and {'a' if has_labels else 'no'} "
-                f"`{self.label_column}` column. Accepted formats: {ACCEPTED_FORMATS}."
-            )
+        layout = ColumnLayout.for_batch(
+            len(columns), has_labels, self.num_positive_columns, self.num_views, source=f"Text columns {columns}"
+        )
         texts = [[row[name] for row in rows] for name in columns]
         encoded = self.tokenizer(
             [text for column in texts for text in column],

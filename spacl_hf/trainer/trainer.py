@@ -55,21 +55,11 @@ class SPACLTrainer(Trainer):
         # SPACL averages over anchors itself and ignores `num_items_in_batch`; with False the Trainer divides the
         # loss by the gradient-accumulation steps, which is the right scaling for a per-micro-batch mean.
         self.model_accepts_loss_kwargs = False
-        dim = self._embedding_dim()
-        self.criterion: SPACLCriterion = args.build_criterion(dim).to(self.args.device)
+        self.criterion: SPACLCriterion = args.build_criterion(embedding_dim_of(self.model)).to(self.args.device)
         self.statistics = RunningStatistics()
         self.add_callback(_GeneratorCheckpointCallback(self))
 
     # --- model pieces ------------------------------------------------------------------------------------------
-    def _embedding_dim(self) -> int:
-        dim = embedding_dim_of(self.model)
-        if dim is None and self.args.spacl_adversarial_negatives:
-            raise ValueError(
-                "Cannot tell this model's embedding size from its config; wrap it in EmbeddingModel(..., "
-                "embedding_dim=...) or set spacl_adversarial_negatives=False."
-            )
-        return dim or 1
-
     def embed(self, model: nn.Module, inputs: dict[str, Any]) -> Tensor:
         """Pooled embeddings ``[N, D]`` of every row of a collated batch."""
         model_inputs = {k: v for k, v in inputs.items() if not k.startswith("spacl_") and k != "labels"}
