@@ -2,6 +2,7 @@
 
 import os
 import socket
+import warnings
 
 import pytest
 import torch
@@ -100,12 +101,21 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
         {"losses": losses, "weight": layer.weight.detach(), "gen": gen.state_dict(), "gather_grad": t.grad},
         f"{out}/rank{rank}.pt",
     )
+    dist.barrier()  # neither rank tears gloo down while the other may still be reading from it
     dist.destroy_process_group()
 
 
 @pytest.mark.slow
 def test_two_gloo_processes_equal_one_process(tmp_path):
-    mp.spawn(_worker, args=(2, free_port(), str(tmp_path)), nprocs=2, join=True)
+    try:
+        mp.spawn(_worker, args=(2, free_port(), str(tmp_path)), nprocs=2, join=True)
+    except mp.ProcessExitedException as error:
+        # Seen once in CI (torch 2.13, gloo): "terminate called without an active exception" while the process
+        # group was being torn down. Only tolerated when both ranks had finished every collective and written
+        # their results; a crash during training leaves a file missing and fails here.
+        if not all((tmp_path / f"rank{r}.pt").exists() for r in range(2)):
+            raise
+        warnings.warn(f"gloo teardown aborted after both ranks finished: {error}", RuntimeWarning, stacklevel=1)
     r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in range(2))
 
     torch.manual_seed(0)
