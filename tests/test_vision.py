@@ -11,6 +11,7 @@ pytest.importorskip("datasets")
 from spacl_hf.vision import (  # noqa: E402
     ViewPipeline,
     knn_accuracy,
+    knn_predict,
     linear_probe_accuracy,
     load_digits_dataset,
     load_fashion_mnist,
@@ -121,3 +122,84 @@ def test_linear_probe_separates_separable_data_and_not_noise():
     noise = torch.randn(300, 16, generator=g)
     chance = linear_probe_accuracy(noise[:200], labels[:200], noise[200:], labels[200:], show_progress_bar=False)
     assert chance < 0.6
+
+
+def test_knn_predict_matches_knn_accuracy_and_checks_shapes():
+    g = torch.Generator().manual_seed(2)
+    train, test = torch.randn(100, 6, generator=g), torch.randn(30, 6, generator=g)
+    train_labels, test_labels = torch.randint(0, 3, (100,), generator=g), torch.randint(0, 3, (30,), generator=g)
+    predictions = knn_predict(train, train_labels, test, k=(3, 200), show_progress_bar=False)
+    accuracy = knn_accuracy(train, train_labels, test, test_labels, k=(3, 200), show_progress_bar=False)
+    for k in (3, 200):
+        assert accuracy[f"knn@{k}"] == pytest.approx(float((predictions[k] == test_labels).float().mean()))
+    # k above the bank's size: every training point votes
+    weights = (
+        torch.nn.functional.normalize(test, dim=-1) @ torch.nn.functional.normalize(train, dim=-1).T / 0.07
+    ).exp()
+    votes = torch.zeros(30, 3).index_add_(1, train_labels, weights)
+    assert torch.equal(predictions[200], votes.argmax(1))
+    with pytest.raises(ValueError, match="test_embeddings"):
+        knn_predict(train, train_labels, test[:, :4], show_progress_bar=False)
+
+
+def _backbone_configs():
+    from transformers import ConvNextConfig, Dinov2Config, ResNetConfig, SwinConfig, ViTConfig
+
+    small = dict(image_size=32, num_channels=3)
+    return {
+        "vit": (
+            ViTConfig(
+                patch_size=8, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, **small
+            ),
+            "cls",
+        ),  # fmt: skip
+        "dinov2": (
+            Dinov2Config(patch_size=8, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, **small),
+            "pooler",
+        ),  # fmt: skip
+        "swin": (
+            SwinConfig(patch_size=4, embed_dim=16, depths=[1, 1], num_heads=[2, 2], window_size=4, **small),
+            "pooler",
+        ),  # fmt: skip
+        "resnet": (ResNetConfig(num_channels=3, embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1]), "pooler"),
+        "convnext": (ConvNextConfig(num_channels=3, num_stages=2, hidden_sizes=[8, 16], depths=[1, 1]), "pooler"),
+    }
+
+
+@pytest.mark.parametrize("family", ["vit", "dinov2", "swin", "resnet", "convnext"])
+def test_embedding_model_over_each_backbone_family(family):
+    """The adapter from a config (no weights): [B, D] embeddings, the head's size, distinct images apart."""
+    transformers = pytest.importorskip("transformers")
+    from spacl_hf.common.pooling import EmbeddingModel
+
+    torch.manual_seed(0)
+    config, pooling = _backbone_configs()[family]
+    backbone = transformers.AutoModel.from_config(config).eval()
+    images = torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    with_head = EmbeddingModel(backbone, pooling=pooling, projection_dim=24).eval()
+    output = with_head(pixel_values=images).embeddings
+    assert output.shape == (4, 24) and torch.isfinite(output).all()
+    assert with_head.embedding_dim == 24
+    features = with_head.features(pixel_values=images)
+    assert features.shape == (4, with_head.head[0].in_features)
+    assert (features.norm(dim=-1) > 0).all()
+    assert not torch.allclose(features[0], features[1])  # different images, different embeddings
+    bare = EmbeddingModel(backbone, pooling=pooling)
+    assert bare(pixel_values=images).embeddings.shape == (4, bare.embedding_dim)
+    loss = output.pow(2).sum()
+    loss.backward()
+    assert all(p.grad is not None for p in with_head.head.parameters())
+
+
+FASHION = "/usr/share/datasets/fashion-mnist"
+
+
+@pytest.mark.skipif(not __import__("os").path.isdir(FASHION), reason="apt-get install dataset-fashion-mnist")
+def test_real_fashion_mnist_files():
+    test = load_fashion_mnist("test")
+    assert len(test) == 10000 and test.features["label"].names[0] == "T-shirt/top"
+    rows = test.with_format("torch")[:]
+    assert rows["pixel_values"].shape == (10000, 1, 28, 28)
+    assert 0 <= rows["pixel_values"].min() and rows["pixel_values"].max() <= 1
+    assert torch.bincount(rows["label"]).tolist() == [1000] * 10
+    assert len(load_fashion_mnist("train", limit=100)) == 100

@@ -20,27 +20,50 @@ def _check_split(name: str, embeddings: Tensor, labels: Tensor) -> None:
 
 
 @torch.no_grad()
-def knn_accuracy(
+def knn_predict(
     train_embeddings: Tensor,
     train_labels: Tensor,
     test_embeddings: Tensor,
-    test_labels: Tensor,
     k: Sequence[int] = (20, 200),
     temperature: float = 0.07,
     batch_size: int = 512,
+    num_classes: int | None = None,
     show_progress_bar: bool = True,
-) -> dict[str, float]:
-    """Cosine kNN accuracy with temperature-weighted votes (each neighbour votes ``exp(cos / temperature)``).
+) -> dict[int, Tensor]:
+    """Cosine kNN predictions with temperature-weighted votes (each neighbour votes ``exp(cos / temperature)``).
 
-    Shape: embeddings ``[N, D]``, labels ``[N]``. Returns ``{"knn@20": accuracy, ...}``.
+    Args:
+        train_embeddings, train_labels: the memory bank.
+        test_embeddings: the queries.
+        k: neighbour counts to predict with (capped at the bank's size).
+        temperature: vote temperature (0.07 as in InstDisc / SupCon's kNN monitor).
+        batch_size: queries per similarity block.
+        num_classes: number of classes (default: the largest train label + 1).
+        show_progress_bar: tqdm over the query blocks.
+
+    Shape:
+        - embeddings: ``[N, D]``, labels ``[N]``
+        - output: ``{k: predictions [M]}``
+
+    Raises:
+        ValueError: on mismatched shapes, non-integer labels or a non-positive ``k`` / ``temperature``.
+
+    Example:
+        >>> bank = torch.eye(3)
+        >>> knn_predict(bank, torch.tensor([0, 1, 2]), bank + 0.1, k=(1,), show_progress_bar=False)[1]
+        tensor([0, 1, 2])
     """
     _check_split("train", train_embeddings, train_labels)
-    _check_split("test", test_embeddings, test_labels)
+    if test_embeddings.dim() != 2 or test_embeddings.shape[1] != train_embeddings.shape[1]:
+        raise ValueError(
+            f"`test_embeddings` must be [M, {train_embeddings.shape[1]}] like the train embeddings, "
+            f"got {tuple(test_embeddings.shape)}."
+        )
     temperature = check_positive_float("temperature", temperature)
     ks = [check_int("k", value, 1) for value in k]
-    num_classes = int(max(train_labels.max(), test_labels.max())) + 1
+    num_classes = int(train_labels.max()) + 1 if num_classes is None else check_int("num_classes", num_classes, 1)
     train = F.normalize(train_embeddings.float(), dim=-1)
-    correct = {value: 0 for value in ks}
+    predictions: dict[int, list[Tensor]] = {value: [] for value in ks}
     largest = min(max(ks), train.shape[0])
     for start in tqdm(range(0, test_embeddings.shape[0], batch_size), desc="kNN", disable=not show_progress_bar):
         query = F.normalize(test_embeddings[start : start + batch_size].float(), dim=-1)
@@ -51,8 +74,38 @@ def knn_accuracy(
             kk = min(value, largest)
             votes = torch.zeros(query.shape[0], num_classes)
             votes.scatter_add_(1, neighbour_labels[:, :kk], votes_weight[:, :kk])
-            correct[value] += int((votes.argmax(dim=1) == test_labels[start : start + batch_size]).sum())
-    return {f"knn@{value}": correct[value] / test_embeddings.shape[0] for value in ks}
+            predictions[value].append(votes.argmax(dim=1))
+    return {value: torch.cat(parts) for value, parts in predictions.items()}
+
+
+def knn_accuracy(
+    train_embeddings: Tensor,
+    train_labels: Tensor,
+    test_embeddings: Tensor,
+    test_labels: Tensor,
+    k: Sequence[int] = (20, 200),
+    temperature: float = 0.07,
+    batch_size: int = 512,
+    show_progress_bar: bool = True,
+) -> dict[str, float]:
+    """Cosine kNN accuracy with temperature-weighted votes (see :func:`knn_predict`).
+
+    Shape: embeddings ``[N, D]``, labels ``[N]``. Returns ``{"knn@20": accuracy, ...}``.
+
+    Raises:
+        ValueError: on mismatched shapes or non-integer labels.
+
+    Example:
+        >>> bank = torch.eye(3)
+        >>> labels = torch.tensor([0, 1, 2])
+        >>> knn_accuracy(bank, labels, bank, labels, k=(1,), show_progress_bar=False)
+        {'knn@1': 1.0}
+    """
+    _check_split("test", test_embeddings, test_labels)
+    num_classes = int(max(train_labels.max(), test_labels.max())) + 1
+    predictions = knn_predict(train_embeddings, train_labels, test_embeddings, k, temperature, batch_size,
+                              num_classes, show_progress_bar)  # fmt: skip
+    return {f"knn@{value}": float((pred == test_labels).float().mean()) for value, pred in predictions.items()}
 
 
 def linear_probe_accuracy(
