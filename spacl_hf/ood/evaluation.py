@@ -1,0 +1,85 @@
+"""Open-intent evaluation on embeddings: fit each OOD scorer on the training embeddings, choose its threshold on
+validation, report the `evaluate` metric modules shipped with spacl_hf on test."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import evaluate
+import torch
+from torch import Tensor
+
+from .data import OOD_LABEL
+from .scorers import OODScorer, choose_threshold, default_scorers
+
+METRICS_DIR = Path(__file__).resolve().parent / "metrics"
+METRIC_NAMES = ("ood_detection", "open_intent")
+
+
+def metric_path(name: str) -> str:
+    """Path of a metric module shipped with spacl_hf, for ``evaluate.load(path)`` (no Hub access needed).
+
+    Raises:
+        ValueError: for a name not in :data:`METRIC_NAMES`.
+    """
+    if name not in METRIC_NAMES:
+        raise ValueError(f"`name` must be one of {METRIC_NAMES}, got {name!r}.")
+    return str(METRICS_DIR / name / f"{name}.py")
+
+
+def load_metric(name: str) -> evaluate.EvaluationModule:
+    """``evaluate.load`` of a shipped metric module by path (``"ood_detection"`` or ``"open_intent"``)."""
+    return evaluate.load(metric_path(name))
+
+
+def evaluate_open_intent(
+    train_embeddings: Tensor,
+    train_labels: Tensor,
+    validation_embeddings: Tensor,
+    validation_labels: Tensor,
+    test_embeddings: Tensor,
+    test_labels: Tensor,
+    scorers: list[OODScorer] | None = None,
+    threshold_strategy: str = "auto",
+    return_scores: bool = False,
+) -> dict[str, dict[str, Any]]:
+    """Metrics of each OOD scorer; labels are known intents ``0 .. K-1`` and :data:`OOD_LABEL` for OOD queries.
+
+    The threshold is chosen on the validation split only (see :func:`choose_threshold`); test data is only scored.
+
+    Args:
+        train_embeddings, train_labels: known intents only ``[N, D]``, ``[N]``.
+        validation_embeddings, validation_labels: ``[V, D]``, ``[V]``.
+        test_embeddings, test_labels: ``[T, D]``, ``[T]``.
+        scorers: default :func:`default_scorers` (centroid cosine, kNN, Mahalanobis).
+        threshold_strategy: passed to :func:`choose_threshold`.
+        return_scores: also return each scorer's test scores (``"test_scores"``) for ROC curves.
+
+    Returns:
+        ``{scorer.name: {"auroc", "fpr_at_95_tpr", "in_scope_accuracy", "ood_recall", "ood_f1", "known_macro_f1",
+        "macro_f1", "accuracy", "threshold"}}``.
+
+    Raises:
+        ValueError: when the test split lacks OOD or in-distribution queries, or on bad shapes.
+    """
+    test_is_ood = test_labels == OOD_LABEL
+    if not bool(test_is_ood.any()) or bool(test_is_ood.all()):
+        raise ValueError("`test_labels` must hold both known intents and OOD queries (label -1).")
+    detection, classification = load_metric("ood_detection"), load_metric("open_intent")
+    results: dict[str, dict[str, Any]] = {}
+    for scorer in scorers if scorers is not None else default_scorers():
+        scorer.fit(train_embeddings, train_labels)
+        val_scores, val_predictions = scorer.score_and_predict(validation_embeddings)
+        threshold = choose_threshold(
+            val_scores, validation_labels == OOD_LABEL, val_predictions, validation_labels, threshold_strategy
+        )
+        scores, predictions = scorer.score_and_predict(test_embeddings)
+        final = torch.where(scores > threshold, torch.full_like(predictions, OOD_LABEL), predictions)
+        metrics = detection.compute(scores=scores.tolist(), references=test_is_ood.long().tolist())
+        metrics.update(classification.compute(predictions=final.tolist(), references=test_labels.tolist()))
+        metrics["threshold"] = threshold
+        if return_scores:
+            metrics["test_scores"] = scores
+        results[scorer.name] = metrics
+    return results
