@@ -21,6 +21,16 @@ def pool_embeddings(outputs: Any, attention_mask: Tensor | None, pooling: str) -
 
     Raises:
         ValueError: on an unknown pooling, or ``"pooler"`` for a model without ``pooler_output``.
+
+    Shape:
+        - ``last_hidden_state``: ``[N, L, H]`` (tokens) or ``[N, C, h, w]`` (feature maps)
+        - output: ``[N, H]`` or ``[N, C]``
+
+    Example:
+        >>> from types import SimpleNamespace
+        >>> hidden = torch.tensor([[[1.0, 0.0], [3.0, 2.0], [9.0, 9.0]]])  # 1 text, 3 tokens (last one padding)
+        >>> pool_embeddings(SimpleNamespace(last_hidden_state=hidden), torch.tensor([[1, 1, 0]]), "mean")
+        tensor([[2., 1.]])
     """
     embeddings = getattr(outputs, "embeddings", None)
     if isinstance(embeddings, Tensor):  # an EmbeddingModel already pooled (and projected)
@@ -81,6 +91,16 @@ class EmbeddingModel(nn.Module):
 
     Shape:
         - output: ``EmbeddingOutput(embeddings=[N, D])``, D = ``projection_dim`` or the backbone's size.
+
+    Raises:
+        ValueError: for a ``projection_dim`` when the backbone's config does not tell its hidden size.
+
+    Example:
+        >>> from transformers import AutoModel, ResNetConfig  # doctest: +SKIP
+        >>> config = ResNetConfig(embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1])  # doctest: +SKIP
+        >>> model = EmbeddingModel(AutoModel.from_config(config), pooling="pooler", projection_dim=32)  # doctest: +SKIP
+        >>> model(pixel_values=torch.rand(2, 3, 32, 32)).embeddings.shape  # doctest: +SKIP
+        torch.Size([2, 32])
     """
 
     def __init__(self, backbone: nn.Module, pooling: str = "mean", projection_dim: int | None = None) -> None:

@@ -23,6 +23,11 @@ def view_hardness(views: Tensor, view_mask: Tensor | None = None) -> Tensor:
 
     Raises:
         ValueError: on a wrong rank, dtype, shape or non-finite values.
+
+    Example:
+        >>> views = torch.tensor([[[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]]])  # the third view is the odd one out
+        >>> view_hardness(views)
+        tensor([[0.5000, 0.5000, 1.0000]])
     """
     check_tensor("views", views, ndim=3, floating=True, finite=True)
     batch, num_views, _ = views.shape

@@ -21,7 +21,22 @@ ACCEPTED_FORMATS = (
 class ColumnLayout:
     """How a batch's encoded columns map onto SPACL: ``anchor_views`` encodings of the anchor column (extra ones
     are dropout views), then ``positive_columns`` positive columns, then ``negative_columns`` negative columns;
-    ``uses_labels`` for one labelled column (same label = positive)."""
+    ``uses_labels`` for one labelled column (same label = positive).
+
+    Args:
+        anchor_views: encodings of the anchor column.
+        positive_columns: positive columns after it.
+        negative_columns: negative columns after those.
+        uses_labels: one labelled column, positives by label.
+
+    Raises:
+        ValueError: from :meth:`for_batch`, when a batch matches none of :data:`ACCEPTED_FORMATS`.
+
+    Example:
+        >>> layout = ColumnLayout.for_batch(num_columns=3, has_labels=False)  # (anchor, positive, negative)
+        >>> layout.pool_size, layout.num_columns, layout.negative_columns
+        (2, 3, 1)
+    """
 
     anchor_views: int
     positive_columns: int
@@ -83,6 +98,12 @@ def spacl_from_columns(
 
     Raises:
         ValueError: when the number of columns does not match the layout.
+
+    Example:
+        >>> columns = torch.randn(2, 8, 16)  # (anchor, positive) embeddings of 8 pairs
+        >>> loss, stats = spacl_from_columns(SPACLCriterion(), columns, ColumnLayout(1, 1, 0, uses_labels=False))
+        >>> loss.ndim, 0 < float(stats["kept_negative_fraction"]) <= 1
+        (0, True)
     """
     if embeddings.ndim != 3 or embeddings.shape[0] != layout.num_columns:
         raise ValueError(
@@ -115,7 +136,15 @@ def spacl_from_columns(
 
 
 class RunningStatistics:
-    """Sums of SPACL's per-step statistics, kept as tensors (no device sync per step) until read."""
+    """Sums of SPACL's per-step statistics, kept as tensors (no device sync per step) until read.
+
+    Example:
+        >>> running = RunningStatistics()
+        >>> running.add({"kept_negative_fraction": torch.tensor(0.5)})
+        >>> running.add({"kept_negative_fraction": torch.tensor(0.25)})
+        >>> running.pop(), running.pop()
+        ({'kept_negative_fraction': 0.375}, {})
+    """
 
     def __init__(self) -> None:
         self.sums: dict[str, Tensor] = {}

@@ -19,12 +19,22 @@ def is_distributed() -> bool:
 
 
 def get_rank() -> int:
-    """Rank of this process, ``0`` outside ``torch.distributed``."""
+    """Rank of this process, ``0`` outside ``torch.distributed``.
+
+    Example:
+        >>> get_rank()  # a single process
+        0
+    """
     return dist.get_rank() if is_distributed() else 0
 
 
 def get_world_size() -> int:
-    """Number of processes, ``1`` outside ``torch.distributed``."""
+    """Number of processes, ``1`` outside ``torch.distributed``.
+
+    Example:
+        >>> get_world_size()  # a single process
+        1
+    """
     return dist.get_world_size() if is_distributed() else 1
 
 
@@ -53,11 +63,21 @@ class _GatherWithGrad(torch.autograd.Function):
 def all_gather_with_grad(tensor: Tensor) -> Tensor:
     """Concatenate ``tensor`` from every rank along dim 0 (rank order), keeping gradients.
 
-    Every rank must pass the same shape. Outside ``torch.distributed`` the tensor is returned unchanged.
+    Every rank must pass the same shape. Outside ``torch.distributed`` the tensor is returned unchanged. The
+    backward all-reduces the incoming gradient and returns this rank's slice, so that each rank's parameters get
+    the gradient of every rank's use of its rows (what data-parallel contrastive losses need).
+
+    Args:
+        tensor: this rank's rows.
 
     Shape:
         - tensor: ``[B, ...]``
         - output: ``[world_size * B, ...]``
+
+    Example:
+        >>> rows = torch.randn(4, 8, requires_grad=True)
+        >>> all_gather_with_grad(rows).shape  # one process: unchanged; under torchrun: [world_size * 4, 8]
+        torch.Size([4, 8])
     """
     if not is_distributed() or dist.get_world_size() == 1:
         return tensor
@@ -70,7 +90,19 @@ def all_gather_with_grad(tensor: Tensor) -> Tensor:
 
 @runtime_checkable
 class Gather(Protocol):
-    """What the criterion needs from a process group: this rank, the world size and a gather with gradients."""
+    """What the criterion needs from a process group: this rank, the world size and a gather with gradients.
+
+    Pass your own to :class:`~spacl_hf.core.SPACLCriterion` (``gather=``) for other process groups, or to simulate
+    ranks in a test.
+
+    Example:
+        >>> class TwoRanksOfOne:  # rank 0 of 2, the other rank sends zeros
+        ...     rank, world_size = 0, 2
+        ...     def __call__(self, tensor):
+        ...         return torch.cat([tensor, torch.zeros_like(tensor)])
+        >>> isinstance(TwoRanksOfOne(), Gather)
+        True
+    """
 
     @property
     def rank(self) -> int: ...
@@ -82,7 +114,13 @@ class Gather(Protocol):
 
 
 class TorchDistributedGather:
-    """:class:`Gather` over the default ``torch.distributed`` process group (identity when not initialised)."""
+    """:class:`Gather` over the default ``torch.distributed`` process group (identity when not initialised).
+
+    Example:
+        >>> gather = TorchDistributedGather()
+        >>> gather.rank, gather.world_size, gather(torch.ones(2)).shape  # a single process
+        (0, 1, torch.Size([2]))
+    """
 
     @property
     def rank(self) -> int:

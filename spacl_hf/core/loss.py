@@ -67,8 +67,8 @@ def spacl_loss(
         >>> a = torch.randn(8, 16)
         >>> loss, stats = spacl_loss(a, a[:, None] + 0.1 * torch.randn(8, 1, 16), shared_negatives=a,
         ...                          shared_negative_mask=~torch.eye(8, dtype=torch.bool))
-        >>> loss.ndim, sorted(stats)[:2]
-        (0, ['kept_negative_fraction', 'mean_negative_similarity'])
+        >>> loss.ndim, "kept_negative_fraction" in stats
+        (0, True)
 
     References:
         SnaPhArd Contrast Learning (SPACL), ICLR 2026.

@@ -125,6 +125,11 @@ def ordered_select(candidate_mask: Tensor, k: int, priority: Tensor | None = Non
 
     Raises:
         ValueError: on a wrong shape or dtype, or ``k < 1``.
+
+    Example:
+        >>> indices, valid = ordered_select(torch.tensor([[False, True, True, True], [True, False, False, False]]), 2)
+        >>> valid.tolist(), indices[valid].tolist()  # indices of invalid slots are arbitrary
+        ([[True, True], [True, False]], [1, 2, 0])
     """
     k = check_int("k", k, 1)
     check_tensor("candidate_mask", candidate_mask, ndim=2, dtype=torch.bool)

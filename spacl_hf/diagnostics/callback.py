@@ -28,6 +28,21 @@ def probe_diagnostics(
 
     Returns alignment, uniformity, effective rank (absolute and relative to ``min(B, D)``) of the anchors, and the
     collapse report: for each anchor, its positive against the other samples' positives that screening keeps.
+
+    Args:
+        views: (anchor, positive) embeddings of a probe batch.
+        temperature: the SPACL temperature (screening and the weighted negative mean).
+        screening_mass: the screening mass used to decide the kept negatives.
+        max_lp_anchors: the convex-hull check (one LP each) runs on at most this many anchors.
+
+    Shape:
+        - views: ``[B, 2, D]``, B >= 2
+
+    Example:
+        >>> views = torch.randn(16, 2, 8)
+        >>> report = probe_diagnostics(views)
+        >>> sorted(report)[:3], 0 <= report["fraction_at_risk"] <= 1
+        (['alignment', 'effective_rank', 'fraction_at_risk'], True)
     """
     anchors, positives = F.normalize(views[:, 0].float(), dim=-1), F.normalize(views[:, 1].float(), dim=-1)
     batch = anchors.shape[0]
@@ -65,6 +80,10 @@ class SPACLDiagnosticsCallback(TrainerCallback):
 
     Raises:
         ValueError: on out-of-range settings.
+
+    Example:
+        >>> probe = sentence_transformer_probe(dev_anchors[:64], dev_positives[:64])  # doctest: +SKIP
+        >>> SPACLDiagnosticsCallback(probe, every_n_steps=50).attach(trainer)  # doctest: +SKIP
     """
 
     def __init__(
@@ -145,7 +164,20 @@ class SPACLDiagnosticsCallback(TrainerCallback):
 
 
 def sentence_transformer_probe(anchors: list[str], positives: list[str]) -> Probe:
-    """A probe for SentenceTransformer models: embeds fixed (anchor, positive) texts."""
+    """A probe for SentenceTransformer models: embeds fixed (anchor, positive) texts.
+
+    Args:
+        anchors: probe anchor texts.
+        positives: their positives, same length.
+
+    Raises:
+        ValueError: when the lists differ in length or hold fewer than 2 texts.
+
+    Example:
+        >>> probe = sentence_transformer_probe(["a cat", "a car"], ["a kitten", "an auto"])
+        >>> probe(model).shape  # doctest: +SKIP
+        torch.Size([2, 2, 384])
+    """
     if len(anchors) != len(positives) or len(anchors) < 2:
         raise ValueError("`anchors` and `positives` must be lists of the same length, at least 2.")
 

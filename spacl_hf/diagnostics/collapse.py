@@ -24,6 +24,16 @@ def positive_multiple_in_hull(positive: Tensor, negatives: Tensor, tolerance: fl
 
     Raises:
         ValueError: on wrong shapes or no negatives.
+
+    Shape:
+        - positive: ``[D]``; negatives: ``[N, D]``
+
+    Example:
+        >>> negatives = torch.tensor([[1.0, 1.0], [1.0, -1.0]])  # the hull crosses the x axis at (1, 0)
+        >>> positive_multiple_in_hull(torch.tensor([1.0, 0.0]), negatives)
+        True
+        >>> positive_multiple_in_hull(torch.tensor([-1.0, 0.0]), negatives)
+        False
     """
     check_tensor("positive", positive, ndim=1, floating=True, finite=True)
     check_tensor("negatives", negatives, ndim=2, floating=True, finite=True)
@@ -60,6 +70,18 @@ def collapse_report(
         ``mean_parallelism`` (cosine of the weighted negative mean with the positive, averaged),
         ``fraction_in_hull`` (anchors for which a positive multiple of the positive is in the hull of their
         negatives: the collapse is possible) and ``fraction_at_risk`` (in the hull and parallelism above 0.9).
+
+    Raises:
+        ValueError: on wrong shapes (from the hull check and the parallelism).
+
+    Shape:
+        - positives: ``[B, D]``; negatives: ``[B, N, D]``; negative_mask: ``[B, N]``
+
+    Example:
+        >>> positives = torch.tensor([[1.0, 0.0]])
+        >>> around = torch.tensor([[[1.0, 0.1], [1.0, -0.1]]])  # negatives on both sides of the positive
+        >>> collapse_report(positives, around)["fraction_at_risk"]
+        1.0
     """
     parallel = negative_mean_parallelism(positives, negatives, negative_mask, temperature)
     in_hull = []

@@ -31,6 +31,14 @@ def evaluate_model(
         cache: MTEB's result cache; ``None`` keeps nothing on disk.
         batch_size: encoding batch size.
         show_progress_bar: MTEB's progress bars.
+
+    Raises:
+        Whatever ``mteb.evaluate`` raises (e.g. a task that cannot load its data offline).
+
+    Example:
+        >>> task = local_sts_task("../shared/data/stsb/stsb-dev.tsv", name="STSB-dev")  # doctest: +SKIP
+        >>> evaluate_model(SentenceTransformer(path), [task], cache=None)  # doctest: +SKIP
+        {'STSB-dev': 0.8672...}
     """
     result = mteb.evaluate(
         mteb_model(model, name),
@@ -50,7 +58,25 @@ def evaluate_files(
     output: str | Path | None = None,
     **kwargs,
 ) -> dict[str, float]:
-    """:func:`evaluate_model` on local STS files and named MTEB tasks; writes the scores as JSON to ``output``."""
+    """:func:`evaluate_model` on local STS files and named MTEB tasks; writes the scores as JSON to ``output``.
+
+    Args:
+        model: the encoder.
+        sts_files: local STS TSV files (see :func:`local_sts_task`).
+        task_names: MTEB task names (their data must be reachable or cached).
+        output: a JSON file for the scores (its folder is created); ``None`` writes nothing.
+        **kwargs: passed to :func:`evaluate_model` (name, cache, batch_size, show_progress_bar).
+
+    Raises:
+        ValueError: when neither a file nor a task name is given.
+        FileNotFoundError: for a missing STS file.
+
+    Example:
+        >>> evaluate_files(model, ["../shared/data/stsb/stsb-dev.tsv"], output="out/mteb.json")  # doctest: +SKIP
+        {'LocalSTS-stsb-dev': 0.8672...}
+
+    The same from the shell: ``python -m spacl_hf.mteb MODEL_DIR --sts-file FILE --output out/mteb.json``.
+    """
     tasks: list[AbsTask] = [local_sts_task(path) for path in sts_files]
     if task_names:
         tasks += list(mteb.get_tasks(tasks=list(task_names)))

@@ -14,7 +14,15 @@ WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 
 
 def weights_revision(model: SentenceTransformer) -> str:
-    """A short hash of the model's parameters: two checkpoints never share an MTEB cache entry."""
+    """A short hash of the model's parameters: two checkpoints never share an MTEB cache entry.
+
+    Args:
+        model: the encoder.
+
+    Example:
+        >>> weights_revision(model)  # doctest: +SKIP
+        '3f1c0a9b7d22'
+    """
     digest = hashlib.sha256()
     for name, tensor in sorted(model.state_dict().items()):
         digest.update(name.encode())
@@ -26,8 +34,18 @@ def load_encoder(path: str | Path, pooling: str = "mean", max_seq_length: int | 
     """A SentenceTransformer from a saved sentence-transformers folder, or from a plain Hugging Face encoder folder
     (e.g. saved by SPACLTrainer) with ``pooling`` (``"mean"`` or ``"cls"``) on top.
 
+    Args:
+        path: the saved model's folder.
+        pooling: pooling over the tokens of a plain encoder (ignored for a sentence-transformers folder).
+        max_seq_length: truncation length; ``None`` keeps the model's.
+
     Raises:
         FileNotFoundError: when the folder does not exist.
+
+    Example:
+        >>> model = load_encoder("outputs/train_sts/final", max_seq_length=128)  # doctest: +SKIP
+        >>> model.encode(["a query"]).shape  # doctest: +SKIP
+        (1, 384)
     """
     path = Path(path)
     if not path.is_dir():
@@ -50,6 +68,10 @@ def mteb_model(model: SentenceTransformer, name: str | None = None) -> SentenceT
     Args:
         model: the encoder.
         name: ``organization/model`` for the results; default ``local/<model card id or 'model'>``.
+
+    Example:
+        >>> wrapper = mteb_model(model, "me/minilm-spacl")  # doctest: +SKIP
+        >>> mteb.evaluate(wrapper, tasks, cache=None)  # doctest: +SKIP
     """
     wrapper = SentenceTransformerEncoderWrapper(model)
     base = name or f"local/{(getattr(model.model_card_data, 'model_id', None) or 'model').split('/')[-1]}"

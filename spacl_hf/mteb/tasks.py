@@ -38,6 +38,10 @@ def local_sts_task(
 
     Raises:
         FileNotFoundError / ValueError: for a missing file or missing columns.
+
+    Example:
+        >>> task = local_sts_task("../shared/data/stsb/stsb-dev.tsv", name="STSB-dev")  # doctest: +SKIP
+        >>> mteb.evaluate(mteb_model(model), [task], cache=None)  # doctest: +SKIP
     """
     path = Path(path)
     sentence1, sentence2, scores = read_sts(path)

@@ -31,6 +31,11 @@ class OpenIntentSplits:
         test: known + OOD queries, same columns. Report here only.
         known_intents: the K known intent names, index = label.
         name: e.g. ``"clinc150"`` or ``"banking77-50%"``.
+
+    Example:
+        >>> splits = load_banking77(known_ratio=0.25, seed=0)  # doctest: +SKIP
+        >>> splits  # doctest: +SKIP
+        OpenIntentSplits(banking77-25%: 19 known intents, train 2226, validation 1003 (...), test 3080 (...))
     """
 
     train: Dataset
@@ -58,7 +63,20 @@ def _check_ratio(known_ratio: float) -> float:
 
 
 def choose_known_intents(intents: list[str], known_ratio: float, seed: int) -> list[str]:
-    """A seeded random ``known_ratio`` of ``intents`` (rounded, at least 2), in the original order."""
+    """A seeded random ``known_ratio`` of ``intents`` (rounded, at least 2), in the original order.
+
+    Args:
+        intents: all intent names.
+        known_ratio: fraction in (0, 1].
+        seed: the draw's seed (independent of the global RNG).
+
+    Raises:
+        ValueError: on a ``known_ratio`` outside (0, 1].
+
+    Example:
+        >>> choose_known_intents(["a", "b", "c", "d"], 0.5, seed=0)
+        ['b', 'd']
+    """
     known_ratio = _check_ratio(known_ratio)
     count = max(2, round(known_ratio * len(intents)))
     chosen = set(random.Random(seed).sample(sorted(intents), min(count, len(intents))))
@@ -159,6 +177,11 @@ def load_banking77(
     Raises:
         FileNotFoundError: when the data files are missing.
         ValueError: on a ``known_ratio`` outside (0, 1] or a ``validation_fraction`` outside (0, 1).
+
+    Example:
+        >>> splits = load_banking77(known_ratio=0.75, seed=1)  # doctest: +SKIP
+        >>> len(splits.known_intents), splits.name  # doctest: +SKIP
+        (58, 'banking77-75%')
     """
     known_ratio = _check_ratio(known_ratio)
     if not 0 < validation_fraction < 1:

@@ -17,7 +17,27 @@ from spacl_hf.core.checks import check_int, check_positive_float, check_tensor
 
 
 class OODScorer:
-    """Base class: checks inputs and keeps the fitted state; subclasses implement ``_fit`` and ``_score_predict``."""
+    """Base class: checks inputs and keeps the fitted state; subclasses implement ``_fit`` and ``_score_predict``.
+
+    Args:
+        normalize: L2-normalise embeddings before fitting and scoring.
+
+    Shape:
+        - ``fit(embeddings [N, D], labels [N])``; ``score`` / ``predict(embeddings [M, D]) -> [M]``
+
+    Raises:
+        ValueError: in ``fit`` / ``score`` on bad shapes, non-finite values, negative labels or empty classes.
+        RuntimeError: when scoring before ``fit``.
+
+    Example:
+        >>> class NormScorer(OODScorer):  # distance from the origin of the raw embeddings
+        ...     def _fit(self, x, labels):
+        ...         pass
+        ...     def _score_predict(self, x):
+        ...         return x.norm(dim=1), torch.zeros(len(x), dtype=torch.long)
+        >>> NormScorer(normalize=False).fit(torch.randn(4, 2), torch.tensor([0, 0, 0, 0])).score(torch.ones(1, 2))
+        tensor([1.4142], dtype=torch.float64)
+    """
 
     name = "base"
 
@@ -115,6 +135,11 @@ class KNNScorer(OODScorer):
 
     Raises:
         ValueError: on ``k`` < 1.
+
+    Example:
+        >>> scorer = KNNScorer(k=1).fit(torch.eye(2), torch.tensor([0, 1]))
+        >>> scorer.score_and_predict(torch.tensor([[1.0, 0.0], [1.0, 1.0]]))
+        (tensor([-1.0000, -0.7071], dtype=torch.float64), tensor([0, 0]))
     """
 
     name = "knn"
@@ -155,6 +180,12 @@ class MahalanobisScorer(OODScorer):
 
     Raises:
         ValueError: on ``shrinkage`` outside [0, 1].
+
+    Example:
+        >>> x = torch.tensor([[0.0, 0.0], [0.2, 0.0], [2.0, 2.0], [2.2, 2.0]])
+        >>> scorer = MahalanobisScorer(normalize=False).fit(x, torch.tensor([0, 0, 1, 1]))
+        >>> scorer.predict(torch.tensor([[2.1, 2.1]])), bool(scorer.score(torch.tensor([[9.0, -9.0]])) > 10)
+        (tensor([1]), True)
     """
 
     name = "mahalanobis"
@@ -186,7 +217,12 @@ class MahalanobisScorer(OODScorer):
 
 
 def default_scorers() -> list[OODScorer]:
-    """The three scorers of the benchmark, with their default settings."""
+    """The three scorers of the benchmark, with their default settings.
+
+    Example:
+        >>> [scorer.name for scorer in default_scorers()]
+        ['centroid_cosine', 'knn', 'mahalanobis']
+    """
     return [CentroidCosineScorer(), KNNScorer(k=10), MahalanobisScorer(shrinkage=0.1)]
 
 
@@ -214,6 +250,15 @@ def choose_threshold(
 
     Raises:
         ValueError: on an unknown strategy, or ``"macro_f1"`` without OOD queries or predictions.
+
+    Shape:
+        - scores, is_ood, predictions, labels: ``[N]``
+
+    Example:
+        >>> scores = torch.tensor([0.1, 0.2, 0.3, 0.9])
+        >>> is_ood = torch.tensor([False, False, False, True])
+        >>> round(choose_threshold(scores, is_ood, strategy="tpr", target_tpr=1.0), 4)  # keeps every known query
+        0.3
     """
     if strategy not in ("auto", "macro_f1", "tpr"):
         raise ValueError(f"`strategy` must be 'auto', 'macro_f1' or 'tpr', got {strategy!r}.")

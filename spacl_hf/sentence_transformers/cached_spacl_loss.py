@@ -48,6 +48,10 @@ class CachedSPACLLoss(CachedLossMixin, SPACLLoss):
             show_progress_bar: show a progress bar over the mini-batches.
             **spacl_kwargs: every argument of :class:`SPACLLoss` (temperature, num_positives, ...).
 
+        Raises:
+            ValueError: as :class:`SPACLLoss`, and for a ``mini_batch_size`` below 1.
+            RuntimeError: when ``calculate_loss`` is called directly instead of through ``forward``.
+
         References:
             - SnaPhArd Contrast Learning, ICLR 2026: https://openreview.net/forum?id=4cZvjp8Iwk
             - Scaling Deep Contrastive Learning Batch Size under Memory Limited Setup:

@@ -21,6 +21,9 @@ class SPACLLoggingCallback(TrainerCallback):
     Args:
         loss: a :class:`SPACLLoss` or :class:`CachedSPACLLoss` (anything with ``pop_statistics()``).
 
+    Raises:
+        ValueError: when ``loss`` has no ``pop_statistics()``.
+
     Example:
         >>> SPACLLoggingCallback.attach(trainer, loss)  # doctest: +SKIP
     """

@@ -87,6 +87,11 @@ class SPACLLoss(nn.Module):
             gather_across_devices: gather candidates from every process, with gradients, under multi-process
                 training (``accelerate launch``, ``torchrun``); the generator stays identical on every process.
 
+        Raises:
+            ValueError: on an invalid setting (named in the message), when ``adversarial_negatives`` is on and the
+                model does not tell its embedding dimension, and in ``forward`` on a batch whose columns or labels
+                match none of the accepted formats (the message lists them).
+
         References:
             - SnaPhArd Contrast Learning, ICLR 2026: https://openreview.net/forum?id=4cZvjp8Iwk
             - spacl_hf documentation: the method's specification in ``docs`` and the README.

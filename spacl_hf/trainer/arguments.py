@@ -24,6 +24,22 @@ class SPACLTrainingArguments(TrainingArguments):
     ``num_processes x per_device_train_batch_size`` samples, exactly as one process with that batch size would.
     Gradient accumulation adds no negatives: each micro-batch is contrasted on its own. Keep ``dataloader_drop_last``
     on so that every process contributes a full batch to the gather.
+
+    Fields:
+        spacl_*: the :class:`~spacl_hf.core.SPACLCriterion` settings (temperature, num_positives, screening_mass,
+            min_negatives, dynamic_anchor, farthest_point, screening, candidate_views, mask_duplicates,
+            gather_across_devices), the generator's (adversarial_negatives, num_generated, generator_warmup_steps,
+            generator_lr, generator_seed) and ``spacl_pooling`` (``mean``, ``cls`` or ``pooler``); every
+            ``transformers.TrainingArguments`` field as well. ``--help`` of a script using HfArgumentParser lists
+            them with their help texts.
+
+    Raises:
+        ValueError: on an invalid SPACL setting (named in the message), when the arguments are created.
+
+    Example:
+        >>> args = SPACLTrainingArguments("outputs/run", spacl_temperature=0.1, report_to="none")  # doctest: +SKIP
+        >>> args.build_criterion(embedding_dim=384).temperature  # doctest: +SKIP
+        0.1
     """
 
     spacl_temperature: float = field(

@@ -32,6 +32,17 @@ class SPACLDataCollator:
 
     Raises:
         ValueError: on a batch whose columns match none of the accepted formats.
+
+    Shape:
+        - output ``input_ids`` / ``attention_mask``: ``[C * B, L]`` for C encoded columns of B rows
+        - output ``labels``: ``[B]`` in the label format
+
+    Example:
+        >>> collator = SPACLDataCollator(tokenizer, max_length=64)  # doctest: +SKIP
+        >>> batch = collator([{"anchor": "a cat", "positive": "a kitten"}, {"anchor": "a car", "positive": "an auto"}])
+        ... # doctest: +SKIP
+        >>> batch["spacl_layout"]  # doctest: +SKIP
+        ColumnLayout(num_anchor_views=1, num_positive_columns=1, num_negative_columns=0, uses_labels=False)
     """
 
     tokenizer: Any

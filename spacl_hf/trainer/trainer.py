@@ -35,6 +35,10 @@ class SPACLTrainer(Trainer):
         args: :class:`SPACLTrainingArguments`.
         **kwargs: everything else ``transformers.Trainer`` takes (datasets, data_collator, callbacks, ...).
 
+    Raises:
+        ValueError: when ``args`` is not a :class:`SPACLTrainingArguments`, on an invalid SPACL setting, and in
+            training on a batch without ``spacl_layout`` (use :class:`SPACLDataCollator`).
+
     Example:
         >>> trainer = SPACLTrainer(model=AutoModel.from_pretrained(path), args=SPACLTrainingArguments("out"),
         ...                        train_dataset=pairs, data_collator=SPACLDataCollator(tokenizer))  # doctest: +SKIP

@@ -24,6 +24,16 @@ class ImageViewCollator:
         pipeline: the augmentation.
         supervised: pass the ``label`` column to SPACL.
         label_column: name of the label column.
+
+    Shape:
+        - rows' ``pixel_values``: ``[C, H, W]`` each
+        - output ``pixel_values``: ``[V * B, C, H, W]`` (column-major), ``labels``: ``[B]`` when ``supervised``
+
+    Example:
+        >>> collator = ImageViewCollator(ViewPipeline(num_views=2, seed=0), supervised=True)
+        >>> batch = collator([{"pixel_values": torch.rand(1, 28, 28), "label": i % 3} for i in range(4)])
+        >>> batch["pixel_values"].shape, batch["labels"].tolist()
+        (torch.Size([8, 1, 28, 28]), [0, 1, 2, 0])
     """
 
     pipeline: ViewPipeline

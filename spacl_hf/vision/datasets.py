@@ -46,6 +46,16 @@ def load_fashion_mnist(
 ) -> Dataset:
     """Fashion-MNIST ``split`` (``"train"``: 60000, ``"test"``: 10000) with ``pixel_values`` ``[1, 28, 28]`` in [0, 1].
 
+    Args:
+        split: ``"train"`` or ``"test"``.
+        folder: the folder holding the four IDX gzip files (default: the Debian package's).
+        limit: keep the first ``limit`` images.
+
+    Example:
+        >>> test = load_fashion_mnist("test")  # doctest: +SKIP
+        >>> len(test), test.features["label"].names[:2]  # doctest: +SKIP
+        (10000, ['T-shirt/top', 'Trouser'])
+
     Raises:
         ValueError: for an unknown split.
         FileNotFoundError: when the IDX files are missing (the message says how to install them).
@@ -59,7 +69,13 @@ def load_fashion_mnist(
 
 
 def load_digits_dataset() -> Dataset:
-    """scikit-learn's 1797 8x8 digits (no download), ``pixel_values`` ``[1, 8, 8]`` in [0, 1]."""
+    """scikit-learn's 1797 8x8 digits (no download), ``pixel_values`` ``[1, 8, 8]`` in [0, 1].
+
+    Example:
+        >>> digits = load_digits_dataset()
+        >>> len(digits), digits.features["label"].num_classes
+        (1797, 10)
+    """
     from sklearn.datasets import load_digits
 
     digits = load_digits()
@@ -70,6 +86,15 @@ def load_digits_dataset() -> Dataset:
 def load_image_folder(folder: str | Path, split: str = "train") -> Dataset:
     """Images in class sub-folders (``folder/<class>/<image>``) via the ``imagefolder`` builder; columns ``image``
     (PIL, needs pillow) and ``label``.
+
+    Args:
+        folder: the root folder; each sub-folder is a class.
+        split: the split name the ``imagefolder`` builder gives the data.
+
+    Example:
+        >>> dataset = load_image_folder("my_images")  # my_images/cats/*.png, my_images/dogs/*.png  # doctest: +SKIP
+        >>> dataset.features["label"].names  # doctest: +SKIP
+        ['cats', 'dogs']
 
     Raises:
         FileNotFoundError: when ``folder`` does not exist.

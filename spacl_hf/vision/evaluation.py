@@ -90,6 +90,14 @@ def knn_accuracy(
 ) -> dict[str, float]:
     """Cosine kNN accuracy with temperature-weighted votes (see :func:`knn_predict`).
 
+    Args:
+        train_embeddings, train_labels: the memory bank (e.g. the training set's frozen embeddings).
+        test_embeddings, test_labels: the queries and their true labels.
+        k: neighbour counts (20 and 200 as in the instance-discrimination literature).
+        temperature: vote temperature.
+        batch_size: queries per similarity block.
+        show_progress_bar: tqdm over the query blocks.
+
     Shape: embeddings ``[N, D]``, labels ``[N]``. Returns ``{"knn@20": accuracy, ...}``.
 
     Raises:
@@ -119,7 +127,29 @@ def linear_probe_accuracy(
     seed: int = 0,
     show_progress_bar: bool = True,
 ) -> float:
-    """Accuracy of a logistic-regression probe trained on frozen, standardised embeddings (full-batch Adam)."""
+    """Accuracy of a logistic-regression probe trained on frozen, standardised embeddings (full-batch Adam).
+
+    Args:
+        train_embeddings, train_labels: what the probe is fitted on.
+        test_embeddings, test_labels: what it is scored on (standardised with the training statistics).
+        epochs: full-batch Adam steps.
+        learning_rate: Adam's learning rate.
+        weight_decay: L2 penalty.
+        seed: initialisation of the probe.
+        show_progress_bar: tqdm over the epochs.
+
+    Shape:
+        - embeddings: ``[N, D]``, labels ``[N]``
+
+    Raises:
+        ValueError: on mismatched shapes, non-finite embeddings or ``epochs`` < 1.
+
+    Example:
+        >>> x = torch.tensor([[0.0], [0.1], [1.0], [1.1]])
+        >>> linear_probe_accuracy(x, torch.tensor([0, 0, 1, 1]), x, torch.tensor([0, 0, 1, 1]),
+        ...                       show_progress_bar=False)
+        1.0
+    """
     _check_split("train", train_embeddings, train_labels)
     _check_split("test", test_embeddings, test_labels)
     epochs = check_int("epochs", epochs, 1)

@@ -20,6 +20,15 @@ class SmallCNN(nn.Module):
         - pixel_values: ``[N, C, H, W]``
         - output: ``EmbeddingOutput(embeddings=[N, embedding_dim])``
         - ``features(pixel_values)``: the pre-head ``[N, 4 * width]``
+
+    Raises:
+        ValueError: on a non-positive ``in_channels``, ``width`` or ``embedding_dim``.
+
+    Example:
+        >>> import torch
+        >>> model = SmallCNN(in_channels=1, width=8, embedding_dim=16)
+        >>> model(torch.rand(4, 1, 28, 28)).embeddings.shape, model.features(torch.rand(4, 1, 28, 28)).shape
+        (torch.Size([4, 16]), torch.Size([4, 32]))
     """
 
     def __init__(self, in_channels: int = 1, width: int = 32, embedding_dim: int = 64) -> None:

@@ -24,7 +24,8 @@ Args:
 Returns:
     auroc (`float`), fpr_at_95_tpr (`float`; the key follows `tpr`, e.g. `fpr_at_90_tpr`).
 Examples:
-    >>> metric = evaluate.load("path/to/ood_detection")
+    >>> from spacl_hf.ood import load_metric  # evaluate.load(path of this file)
+    >>> metric = load_metric("ood_detection")
     >>> metric.compute(scores=[0.1, 0.2, 0.9, 0.8], references=[0, 0, 1, 1])
     {'auroc': 1.0, 'fpr_at_95_tpr': 0.0}
 """

@@ -26,7 +26,8 @@ Args:
 Returns:
     in_scope_accuracy, ood_recall, ood_f1, known_macro_f1, macro_f1, accuracy (`float` each).
 Examples:
-    >>> metric = evaluate.load("path/to/open_intent")
+    >>> from spacl_hf.ood import load_metric  # evaluate.load(path of this file)
+    >>> metric = load_metric("open_intent")
     >>> metric.compute(predictions=[0, 1, -1, -1], references=[0, 1, -1, 1])["in_scope_accuracy"]
     0.6666666666666666
 """
