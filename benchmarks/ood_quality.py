@@ -111,7 +111,9 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=None)
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--learning-rate", type=float, default=5e-5)
+    parser.add_argument(
+        "--learning-rate", type=float, default=1e-4, help="The same for every method (as in sts_quality.py)."
+    )
     parser.add_argument("--temperature", type=float, default=0.05, help="SPACL and SupCon; MNRL scale = 1 / this.")
     parser.add_argument("--max-seq-length", type=int, default=32)
     parser.add_argument(
@@ -254,8 +256,9 @@ def markdown(report: dict) -> str:
         return f"{100 * stat['mean']:.2f} ± {100 * stat['std']:.2f}"
 
     lines = [
-        f"`{report['command']}`: {report['steps']} steps, batch {report['batch_size']}, lr {report['learning_rate']:g}, "
-        f"temperature {report['temperature']:g}, seeds {report['seeds']}; scorers fitted on "
+        f"`{report['command']}`: {report['steps']} steps, batch {report['batch_size']}, "
+        f"lr {report['learning_rate']:g}, temperature {report['temperature']:g}, seeds {report['seeds']}; "
+        "scorers fitted on "
         f"{report['bank_per_intent']} training queries per intent",
         "",
         "AUROC (%) by OOD scorer, test split:",

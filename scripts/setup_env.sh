@@ -20,8 +20,8 @@ pip install -e ".[all,dev]"
 # Fashion-MNIST for the image example, benchmark and test: a Debian package, installed when we can (root + apt);
 # without it those skip or say how to install it.
 if [ ! -d /usr/share/datasets/fashion-mnist ] && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
-  timeout 300 apt-get install -y -q dataset-fashion-mnist >/dev/null 2>&1 \
-    || { timeout 300 apt-get update -q >/dev/null 2>&1 && timeout 300 apt-get install -y -q dataset-fashion-mnist >/dev/null 2>&1; } \
+  timeout 90 apt-get install -y -q dataset-fashion-mnist >/dev/null 2>&1 \
+    || { timeout 90 apt-get update -q >/dev/null 2>&1 && timeout 90 apt-get install -y -q dataset-fashion-mnist >/dev/null 2>&1; } \
     || echo "note: could not install dataset-fashion-mnist; Fashion-MNIST tests will be skipped" >&2
 fi
 echo "$want" > "$stamp"
