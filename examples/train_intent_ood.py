@@ -32,10 +32,10 @@ class IntentArguments:
     dataset: str = field(
         default="clinc150", metadata={"help": "clinc150 or banking77.", "choices": ["clinc150", "banking77"]}
     )
-    known_ratio: float = field(
-        default=1.0,
-        metadata={"help": "Fraction of intents that are known (CLINC150 1.0 = the out-of-scope task; Banking77 "
-                  "uses 0.25 / 0.5 / 0.75, and 1.0 there means 0.5)."},
+    known_ratio: float | None = field(
+        default=None,
+        metadata={"help": "Fraction of intents that are known (default: 1.0 for CLINC150, the out-of-scope task; "
+                  "0.5 for Banking77, whose protocol uses 0.25 / 0.5 / 0.75)."},
     )  # fmt: skip
     data_dir: str | None = field(default=None, metadata={"help": "Folder with clinc150/ and banking77/."})
     split_seed: int = field(default=0, metadata={"help": "Seed of the known-intent draw and the validation split."})
@@ -78,9 +78,10 @@ def load_splits(args: IntentArguments):
     from spacl_hf.ood import load_banking77, load_clinc150
 
     if args.dataset == "clinc150":
-        splits = load_clinc150(args.data_dir, known_ratio=args.known_ratio, seed=args.split_seed)
+        ratio = 1.0 if args.known_ratio is None else args.known_ratio
+        splits = load_clinc150(args.data_dir, known_ratio=ratio, seed=args.split_seed)
     else:
-        ratio = 0.5 if args.known_ratio == 1.0 else args.known_ratio
+        ratio = 0.5 if args.known_ratio is None else args.known_ratio
         splits = load_banking77(args.data_dir, known_ratio=ratio, seed=args.split_seed)
     if args.max_train_samples:
         splits.train = splits.train.shuffle(seed=args.split_seed).select(range(min(args.max_train_samples,

@@ -173,6 +173,8 @@ def test_macro_f1_threshold_is_the_best_candidate_and_separates_separable_data()
         choose_threshold(scores, torch.zeros(300, dtype=torch.bool), labels, labels, strategy="macro_f1")
     with pytest.raises(ValueError, match="strategy"):
         choose_threshold(scores, is_ood, strategy="best")
+    with pytest.raises(ValueError, match="target_tpr"):
+        choose_threshold(scores, is_ood, strategy="tpr", target_tpr=1.5)
 
 
 def test_evaluate_open_intent_on_constructed_embeddings():

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from spacl_hf.core.checks import check_int, check_positive_float, check_tensor
+from spacl_hf.core.checks import check_int, check_tensor
 
 
 class OODScorer:
@@ -262,7 +262,8 @@ def choose_threshold(
     """
     if strategy not in ("auto", "macro_f1", "tpr"):
         raise ValueError(f"`strategy` must be 'auto', 'macro_f1' or 'tpr', got {strategy!r}.")
-    check_positive_float("target_tpr", target_tpr)
+    if not 0 < target_tpr <= 1:
+        raise ValueError(f"`target_tpr` must be in (0, 1], got {target_tpr!r}.")
     scores, is_ood = scores.double(), is_ood.bool()
     if is_ood.shape != scores.shape:
         raise ValueError(f"`is_ood` must have the shape of `scores` {tuple(scores.shape)}, got {tuple(is_ood.shape)}.")
