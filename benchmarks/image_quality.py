@@ -63,13 +63,16 @@ def nt_xent_loss(embeddings: torch.Tensor, temperature: float) -> torch.Tensor:
     return supcon_loss(embeddings, torch.arange(embeddings.shape[0], device=embeddings.device), temperature)
 
 
-def spacl_criterion(method: str, embedding_dim: int, temperature: float, warmup: int, seed: int):
+def spacl_criterion(
+    method: str, embedding_dim: int, temperature: float, warmup: int, seed: int, num_positives: int = 2
+):
     from spacl_hf.core import AdversarialNegativeGenerator, SPACLCriterion
 
     use_generator = method != "SPACL w/o generated negatives"
     generator = AdversarialNegativeGenerator(embedding_dim, warmup_steps=warmup, seed=seed) if use_generator else None
     return SPACLCriterion(
         temperature=temperature,
+        num_positives=num_positives,
         candidate_views="all",
         dynamic_anchor=method != "SPACL w/o dynamic anchor",
         farthest_point=method != "SPACL w/o farthest-point",
@@ -92,7 +95,8 @@ def train_one(method: str, seed: int, train_images, train_labels, args) -> tuple
     classifier = torch.nn.Linear(4 * args.width, int(train_labels.max()) + 1)  # only cross-entropy uses it
     criterion = None
     if method.startswith("SPACL"):
-        criterion = spacl_criterion(method, args.embedding_dim, args.temperature, max(1, args.steps // 5), seed)
+        warmup = max(1, args.steps // 5)
+        criterion = spacl_criterion(method, args.embedding_dim, args.temperature, warmup, seed, args.num_positives)
     parameters = list(model.parameters()) + (list(classifier.parameters()) if method == "cross-entropy" else [])
     optimizer = torch.optim.Adam(parameters, lr=args.learning_rate)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, args.learning_rate, total_steps=args.steps)
@@ -141,6 +145,7 @@ def main() -> None:
     parser.add_argument("--num-views", type=int, default=2)
     parser.add_argument("--learning-rate", type=float, default=3e-3)
     parser.add_argument("--temperature", type=float, default=0.1)
+    parser.add_argument("--num-positives", type=int, default=2, help="SPACL's hard positives per anchor (sweeps).")
     parser.add_argument("--width", type=int, default=32)
     parser.add_argument("--embedding-dim", type=int, default=64)
     parser.add_argument("--output-prefix", type=Path, default=RESULTS / "image_quality")
@@ -197,7 +202,7 @@ def main() -> None:
         "schedule": "Adam, one-cycle",
         "temperature": args.temperature,
         "spacl_settings": {
-            "num_positives": 2,
+            "num_positives": args.num_positives,
             "screening_mass": 0.95,
             "candidate_views": "all",
             "generator_warmup_steps": max(1, args.steps // 5),

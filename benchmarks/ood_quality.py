@@ -116,6 +116,10 @@ def main() -> None:
     )
     parser.add_argument("--temperature", type=float, default=0.05, help="SPACL and SupCon; MNRL scale = 1 / this.")
     parser.add_argument("--max-seq-length", type=int, default=32)
+    parser.add_argument("--num-positives", type=int, default=2, help="SPACL's hard positives per anchor (sweeps).")
+    parser.add_argument(
+        "--num-views", type=int, default=1, help="SPACL encodings per query; extra ones are dropout views (sweeps)."
+    )
     parser.add_argument(
         "--bank-per-intent", type=int, default=20, help="Training queries per intent the OOD scorers are fitted on."
     )
@@ -135,7 +139,13 @@ def main() -> None:
 
     def make_loss(method: str, model, num_labels: int):
         if method == "SPACL":
-            return SPACLLoss(model, temperature=args.temperature, generator_warmup_steps=max(1, steps // 4))
+            return SPACLLoss(
+                model,
+                temperature=args.temperature,
+                num_positives=args.num_positives,
+                num_views=args.num_views,
+                generator_warmup_steps=max(1, steps // 4),
+            )
         if method == "SupCon":
             return SupConLoss(model, args.temperature)
         if method == "MNRL":
@@ -207,6 +217,7 @@ def main() -> None:
         "batch_size": args.batch_size,
         "learning_rate": args.learning_rate,
         "temperature": args.temperature,
+        "spacl_settings": {"num_positives": args.num_positives, "num_views": args.num_views},
         "max_seq_length": args.max_seq_length,
         "bank_per_intent": args.bank_per_intent,
         "before": before,
