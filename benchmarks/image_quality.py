@@ -6,8 +6,8 @@ is read on the frozen backbone features (before the projection head): cosine kNN
 temperature-weighted votes) against the training set, and a linear probe, on the test split; mean and standard
 deviation over the seeds. No setting was tuned on the test split: every method runs at the defaults below.
 
-    python benchmarks/image_quality.py            # 9 methods x 3 seeds (about 30 minutes on 2 CPU cores)
-    python benchmarks/image_quality.py --quick    # 4 methods, 1 seed, a few steps (minutes)
+    python benchmarks/image_quality.py            # 9 methods x 3 seeds (about 40 minutes on 2 CPU cores)
+    python benchmarks/image_quality.py --quick    # 4 methods, 1 seed, 30 steps (about 2 minutes)
     python benchmarks/image_quality.py --dataset digits --quick   # no data package needed
 
 Fashion-MNIST comes from the Debian package `dataset-fashion-mnist` (apt-get install dataset-fashion-mnist).
@@ -17,7 +17,6 @@ Writes benchmarks/results/image_quality.json, .md, .png (accuracies), _tsne.png 
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
@@ -25,6 +24,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from results_io import mean_std, pyplot, write_report
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -81,12 +81,6 @@ def spacl_criterion(
     )
 
 
-@torch.no_grad()
-def backbone_features(model, images: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
-    model.eval()
-    return torch.cat([model.features(images[i : i + batch_size]) for i in range(0, len(images), batch_size)])
-
-
 def train_one(method: str, seed: int, train_images, train_labels, args) -> tuple[torch.nn.Module, float]:
     from spacl_hf.vision import SmallCNN, ViewPipeline
 
@@ -132,7 +126,13 @@ def train_one(method: str, seed: int, train_images, train_labels, args) -> tuple
 
 
 def main() -> None:
-    from spacl_hf.vision import knn_predict, linear_probe_accuracy, load_digits_dataset, load_fashion_mnist
+    from spacl_hf.vision import (
+        embed_images,
+        knn_predict,
+        linear_probe_accuracy,
+        load_digits_dataset,
+        load_fashion_mnist,
+    )
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true")
@@ -169,7 +169,7 @@ def main() -> None:
     for seed in args.seeds:
         for method in methods:
             model, step_seconds = train_one(method, seed, train_images, train_labels, args)
-            bank, queries = backbone_features(model, train_images), backbone_features(model, test_images)
+            bank, queries = embed_images(model, train_images), embed_images(model, test_images)
             predictions = knn_predict(bank, train_labels, queries, k=(20, 200), show_progress_bar=False)
             probe = linear_probe_accuracy(bank, train_labels, queries, test_labels, show_progress_bar=False)
             run = {
@@ -213,10 +213,8 @@ def main() -> None:
         "threads": torch.get_num_threads(),
     }
     prefix = args.output_prefix
-    prefix.parent.mkdir(parents=True, exist_ok=True)
-    prefix.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
     table = markdown(report)
-    prefix.with_suffix(".md").write_text(table + "\n")
+    write_report(report, prefix, table)
     plot_bars(report, prefix.with_suffix(".png"))
     pictured = [m for m in ("SPACL supervised", "SupCon", "SPACL self-supervised", "SimCLR (NT-Xent)") if m in kept]
     plot_tsne({m: kept[m][0] for m in pictured}, test_labels, class_names, Path(f"{prefix}_tsne.png"))
@@ -232,8 +230,7 @@ def summarize(runs: list[dict], methods: list[str]) -> list[dict]:
         mine = [r for r in runs if r["method"] == method]
         row: dict = {"method": method}
         for key in ("knn@20", "knn@200", "linear_probe"):
-            values = [r[key] for r in mine]
-            row[key] = {"mean": statistics.mean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0}
+            row[key] = mean_std([r[key] for r in mine])
         times = [r["step_seconds"] for r in mine]
         row["step_time_vs_supcon"] = statistics.median(times) / statistics.median(reference) if reference else None
         rows.append(row)
@@ -260,17 +257,8 @@ def markdown(report: dict) -> str:
     return "\n".join(lines)
 
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def plot_bars(report: dict, path: Path) -> None:
-    plt = _pyplot()
+    plt = pyplot()
     rows = report["summary"]
     fig, axes = plt.subplots(1, 2, figsize=(12, 0.45 * len(rows) + 1.8), sharey=True)
     names = [r["method"] for r in rows][::-1]
@@ -290,7 +278,7 @@ def plot_bars(report: dict, path: Path) -> None:
 def plot_tsne(features: dict[str, torch.Tensor], labels: torch.Tensor, names: list[str], path: Path) -> None:
     from sklearn.manifold import TSNE
 
-    plt = _pyplot()
+    plt = pyplot()
     subset = torch.randperm(len(labels), generator=torch.Generator().manual_seed(0))[:2000]
     fig, axes = plt.subplots(1, len(features), figsize=(4.5 * len(features), 4.8), squeeze=False)
     for ax, (method, values) in zip(axes[0], features.items()):
@@ -309,7 +297,7 @@ def plot_tsne(features: dict[str, torch.Tensor], labels: torch.Tensor, names: li
 
 
 def plot_confusion(predictions: torch.Tensor, labels: torch.Tensor, names: list[str], path: Path) -> None:
-    plt = _pyplot()
+    plt = pyplot()
     count = len(names)
     matrix = torch.zeros(count, count, dtype=torch.long)
     matrix.index_put_((labels, predictions), torch.ones_like(labels), accumulate=True)

@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import statistics
 import sys
 import time
 from pathlib import Path
 
 import torch
+from results_io import mean_std, pyplot, write_report
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -205,10 +205,8 @@ def main() -> None:
         "threads": torch.get_num_threads(),
     }
     prefix = args.output_prefix
-    prefix.parent.mkdir(parents=True, exist_ok=True)
-    prefix.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
     table = markdown(report)
-    prefix.with_suffix(".md").write_text(table + "\n")
+    write_report(report, prefix, table)
     plot(report, prefix.with_suffix(".png"))
     print(table)
 
@@ -217,14 +215,13 @@ def summarize(runs: list[dict], methods: list[str], before: float) -> list[dict]
     mnrl_time = [r["step_seconds"] for r in runs if r["method"] == "MNRL"]
     rows = []
     for method in methods:
-        scores = [r["after"] for r in runs if r["method"] == method]
+        score = mean_std([r["after"] for r in runs if r["method"] == method])
         times = [r["step_seconds"] for r in runs if r["method"] == method]
         rows.append(
             {
                 "method": method,
-                "mean": statistics.mean(scores),
-                "std": statistics.stdev(scores) if len(scores) > 1 else 0.0,
-                "gain_points": 100 * (statistics.mean(scores) - before),
+                **score,
+                "gain_points": 100 * (score["mean"] - before),
                 "step_seconds": statistics.median(times),
                 "step_time_vs_mnrl": statistics.median(times) / statistics.median(mnrl_time) if mnrl_time else None,
             }
@@ -250,11 +247,7 @@ def markdown(report: dict) -> str:
 
 
 def plot(report: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     rows = report["summary"]
     fig, ax = plt.subplots(figsize=(9, 0.45 * len(rows) + 1.5))
     names = [r["method"] for r in rows][::-1]

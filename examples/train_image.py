@@ -25,6 +25,7 @@ from spacl_hf.vision import (
     ImageViewCollator,
     SmallCNN,
     ViewPipeline,
+    embed_images,
     knn_accuracy,
     linear_probe_accuracy,
     load_digits_dataset,
@@ -96,15 +97,6 @@ def build_model(args: ImageArguments, image_shape: tuple[int, ...]) -> torch.nn.
     return EmbeddingModel(AutoModel.from_config(config), pooling="cls", projection_dim=args.embedding_dim)
 
 
-@torch.no_grad()
-def features(model: torch.nn.Module, images: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
-    model.eval()
-    device = next(model.parameters()).device
-    chunks = [model.features(pixel_values=images[i : i + batch_size].to(device)).cpu()
-              for i in range(0, len(images), batch_size)]  # fmt: skip
-    return torch.cat(chunks)
-
-
 def main(argv: list[str] | None = None) -> dict[str, float]:
     parser = HfArgumentParser((ImageArguments, SPACLTrainingArguments))
     parser.set_defaults(**training_defaults())
@@ -119,8 +111,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
                            data_collator=ImageViewCollator(pipeline, supervised=image_args.supervised))  # fmt: skip
     trainer.train()
 
-    train_features = features(model, train_rows["pixel_values"])
-    test_features = features(model, test_rows["pixel_values"])
+    train_features = embed_images(model, train_rows["pixel_values"])
+    test_features = embed_images(model, test_rows["pixel_values"])
     show = trainer.is_world_process_zero()
     train_labels, test_labels = train_rows["label"], test_rows["label"]
     scores = knn_accuracy(train_features, train_labels, test_features, test_labels, show_progress_bar=show)

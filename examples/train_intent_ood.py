@@ -93,36 +93,6 @@ def load_splits(args: IntentArguments):
     return splits
 
 
-def scorer_bank(train, per_intent: int | None, seed: int):
-    """The training queries the OOD scorers are fitted on: all, or at most ``per_intent`` of each intent."""
-    if per_intent is None:
-        return train
-    rng = random.Random(seed)
-    by_label: dict[int, list[int]] = {}
-    for index, label in enumerate(train["label"]):
-        by_label.setdefault(label, []).append(index)
-    keep = sorted(i for rows in by_label.values() for i in rng.sample(rows, min(per_intent, len(rows))))
-    return train.select(keep)
-
-
-def evaluate_encoder(model, splits, bank, show_progress_bar: bool = True, return_scores: bool = False):
-    """Encode the bank, validation and test queries and run every OOD scorer (see spacl_hf.ood)."""
-    from spacl_hf.ood import evaluate_open_intent
-
-    def encode(dataset) -> torch.Tensor:
-        embeddings = model.encode(list(dataset["text"]), batch_size=256, convert_to_tensor=True,
-                                  show_progress_bar=show_progress_bar)  # fmt: skip
-        return embeddings.float().cpu()
-
-    def labels(dataset) -> torch.Tensor:
-        return torch.tensor(list(dataset["label"]))
-
-    return evaluate_open_intent(
-        encode(bank), labels(bank), encode(splits.validation), labels(splits.validation),
-        encode(splits.test), labels(splits.test), return_scores=return_scores,
-    )  # fmt: skip
-
-
 def format_results(title: str, results: dict[str, dict[str, float]]) -> str:
     keys = ("auroc", "fpr_at_95_tpr", "in_scope_accuracy", "ood_f1", "macro_f1")
     lines = [title, f"  {'scorer':16s}" + "".join(f"{k:>19s}" for k in keys)]
@@ -140,6 +110,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     )
 
     from spacl_hf import SPACLLoggingCallback, SPACLLoss
+    from spacl_hf.ood import encoder_of, evaluate_splits, per_class_subset
 
     parser = HfArgumentParser((IntentArguments, SPACLArguments, SentenceTransformerTrainingArguments))
     parser.set_defaults(**training_defaults())
@@ -149,11 +120,12 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     torch.manual_seed(training.seed)
 
     splits = load_splits(data)
-    bank = scorer_bank(splits.train, data.bank_per_intent, data.split_seed)
+    bank = per_class_subset(splits.train, data.bank_per_intent, data.split_seed)
     model = SentenceTransformer(resolve_model(data.model_name_or_path), device=str(training.device))
     model.max_seq_length = data.max_seq_length
     show = state.is_main_process
-    before = evaluate_encoder(model, splits, bank, show_progress_bar=show)
+    encode = encoder_of(model, show_progress_bar=show)
+    before = evaluate_splits(encode, splits, bank)
 
     loss = SPACLLoss(
         model,
@@ -170,7 +142,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     trainer = SentenceTransformerTrainer(model=model, args=training, train_dataset=train_dataset, loss=loss)
     SPACLLoggingCallback.attach(trainer, loss)
     trainer.train()
-    after = evaluate_encoder(model, splits, bank, show_progress_bar=show)
+    after = evaluate_splits(encode, splits, bank)
 
     scores = {
         "task": splits.name,

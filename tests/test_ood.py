@@ -115,7 +115,8 @@ def test_knn_scorer_matches_brute_force():
         assert predicted[i] == nearest_winner
     # a 2-2 tie goes to the class of the nearest neighbour, not to the smaller class id
     bank = torch.tensor([[1.0, 0.0], [0.9, 0.5], [0.0, 1.0], [0.5, 0.9]])
-    tie = KNNScorer(k=4).fit(bank, torch.tensor([0, 0, 1, 1])).predict(torch.tensor([[0.1, 1.0]]))
+    with pytest.warns(UserWarning, match="k <= 2"):
+        tie = KNNScorer(k=4).fit(bank, torch.tensor([0, 0, 1, 1])).predict(torch.tensor([[0.1, 1.0]]))
     assert tie.tolist() == [1]
 
 
@@ -258,3 +259,40 @@ def test_train_intent_ood_example_runs(tiny_encoder_dir, tmp_path):
         assert 0 <= metrics["auroc"] <= 1 and 0 <= metrics["macro_f1"] <= 1
     assert json.loads((tmp_path / "scores.json").read_text()) == scores
     assert "SPACLLoss" in (tmp_path / "final" / "README.md").read_text()
+
+
+def test_evaluate_splits_embeds_each_split_and_subsets_the_bank():
+    from datasets import Dataset
+
+    from spacl_hf.ood import OpenIntentSplits, evaluate_splits, per_class_subset
+
+    x, labels, centres = _clusters(classes=3, per_class=20)
+    train = Dataset.from_dict({"text": [f"t{i}" for i in range(60)], "label": labels.tolist()})
+    vectors = {f"t{i}": x[i] for i in range(60)}
+    g = torch.Generator().manual_seed(4)
+    for name, n in (("v", 40), ("s", 50)):  # class 2 plays the unseen intent in validation and test
+        y = torch.randint(0, 3, (n,), generator=g)
+        for i in range(n):
+            vectors[f"{name}{i}"] = centres[y[i]] + 0.3 * torch.randn(8, generator=g)
+        vectors[f"{name}_labels"] = torch.where(y == 2, OOD_LABEL, y)
+    split = lambda name, n: Dataset.from_dict(  # noqa: E731
+        {"text": [f"{name}{i}" for i in range(n)], "label": vectors[f"{name}_labels"].tolist()}
+    )
+    known = train.filter(lambda row: row["label"] < 2)
+    splits = OpenIntentSplits(known, split("v", 40), split("s", 50), ["a", "b"], "toy")
+    seen = []
+
+    def encode(texts):
+        seen.append(len(texts))
+        return torch.stack([vectors[t] for t in texts])
+
+    bank = per_class_subset(known, 12, seed=1)
+    assert sorted(bank["label"]) == [0] * 12 + [1] * 12
+    assert per_class_subset(known, 12, seed=1)["text"] == bank["text"] and per_class_subset(known, None) is known
+    results = evaluate_splits(encode, splits, bank)
+    assert seen == [24, 40, 50]  # bank, validation, test: each embedded once for all scorers
+    assert all(metrics["auroc"] > 0.95 for metrics in results.values())
+    with pytest.raises(ValueError, match="per_class"):
+        per_class_subset(known, 0)
+    with pytest.warns(UserWarning, match="k <= 5"):  # a 10th neighbour outside a 5-example class
+        KNNScorer(k=10).fit(x[:10], torch.tensor([0] * 5 + [1] * 5))

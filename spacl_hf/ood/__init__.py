@@ -5,8 +5,8 @@ Train the encoder with :class:`spacl_hf.SPACLLoss` on the ``(text, label)`` trai
 candidates); see ``examples/train_intent_ood.py``.
 """
 
-from .data import OOD_LABEL, OpenIntentSplits, choose_known_intents, load_banking77, load_clinc150
-from .evaluation import METRIC_NAMES, evaluate_open_intent, load_metric, metric_path
+from .data import OOD_LABEL, OpenIntentSplits, choose_known_intents, load_banking77, load_clinc150, per_class_subset
+from .evaluation import METRIC_NAMES, encoder_of, evaluate_open_intent, evaluate_splits, load_metric, metric_path
 from .scorers import (
     CentroidCosineScorer,
     KNNScorer,
@@ -27,9 +27,12 @@ __all__ = [
     "choose_known_intents",
     "choose_threshold",
     "default_scorers",
+    "encoder_of",
     "evaluate_open_intent",
+    "evaluate_splits",
     "load_banking77",
     "load_clinc150",
     "load_metric",
     "metric_path",
+    "per_class_subset",
 ]

@@ -207,3 +207,33 @@ def load_banking77(
         train += rows[held_out:]
     name = f"banking77-{round(100 * known_ratio)}%"
     return _splits(train, validation, test_rows, intents, known_ratio, seed, name)
+
+
+def per_class_subset(dataset: Dataset, per_class: int | None, seed: int = 0, label_column: str = "label") -> Dataset:
+    """At most ``per_class`` seeded random rows of each label (all rows when ``None``), in the original order: the
+    training queries an OOD scorer is fitted on, when encoding the whole training split costs too much.
+
+    Args:
+        dataset: a split with an integer ``label_column``.
+        per_class: rows kept per label; ``None`` keeps the dataset as it is.
+        seed: which rows are kept.
+        label_column: the label column.
+
+    Raises:
+        ValueError: on a ``per_class`` below 1.
+
+    Example:
+        >>> rows = Dataset.from_dict({"text": list("abcdef"), "label": [0, 0, 0, 1, 1, 2]})
+        >>> list(per_class_subset(rows, 2, seed=0)["label"])
+        [0, 0, 1, 1, 2]
+    """
+    if per_class is None:
+        return dataset
+    if isinstance(per_class, bool) or not isinstance(per_class, int) or per_class < 1:
+        raise ValueError(f"`per_class` must be an integer >= 1 or None, got {per_class!r}.")
+    rng = random.Random(seed)
+    by_label: dict[int, list[int]] = {}
+    for index, label in enumerate(dataset[label_column]):
+        by_label.setdefault(label, []).append(index)
+    keep = sorted(i for rows in by_label.values() for i in rng.sample(rows, min(per_class, len(rows))))
+    return dataset.select(keep)

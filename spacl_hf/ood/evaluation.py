@@ -3,6 +3,7 @@ validation, report the `evaluate` metric modules shipped with spacl_hf on test."
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,7 @@ import evaluate
 import torch
 from torch import Tensor
 
-from .data import OOD_LABEL
+from .data import OOD_LABEL, OpenIntentSplits
 from .scorers import OODScorer, choose_threshold, default_scorers
 
 METRICS_DIR = Path(__file__).resolve().parent / "metrics"
@@ -114,3 +115,69 @@ def evaluate_open_intent(
             metrics["test_scores"] = scores
         results[scorer.name] = metrics
     return results
+
+
+def encoder_of(model: Any, batch_size: int = 256, show_progress_bar: bool = False) -> Callable[[list[str]], Tensor]:
+    """``texts -> [N, D]`` float32 CPU embeddings from a model with a sentence-transformers ``encode`` method
+    (duck-typed: this module does not import sentence-transformers), for :func:`evaluate_splits`.
+
+    Args:
+        model: e.g. a ``SentenceTransformer``.
+        batch_size: encoding batch size.
+        show_progress_bar: the model's own progress bar.
+
+    Shape:
+        - output: ``encode(texts) -> [len(texts), D]``
+
+    Raises:
+        ValueError: for a model without ``encode``.
+
+    Example:
+        >>> encode = encoder_of(SentenceTransformer(path))  # doctest: +SKIP
+        >>> encode(["book a table", "what is my balance"]).shape  # doctest: +SKIP
+        torch.Size([2, 384])
+    """
+    if not callable(getattr(model, "encode", None)):
+        raise ValueError(f"`model` must have an `encode(texts, ...)` method, got {type(model).__name__}.")
+
+    def encode(texts: list[str]) -> Tensor:
+        embeddings = model.encode(texts, batch_size=batch_size, convert_to_tensor=True,
+                                  show_progress_bar=show_progress_bar)  # fmt: skip
+        return embeddings.float().cpu()
+
+    return encode
+
+
+def evaluate_splits(
+    encode: Callable[[list[str]], Tensor],
+    splits: OpenIntentSplits,
+    bank: Any | None = None,
+    scorers: list[OODScorer] | None = None,
+    threshold_strategy: str = "auto",
+    return_scores: bool = False,
+) -> dict[str, dict[str, Any]]:
+    """:func:`evaluate_open_intent` on the texts of an :class:`OpenIntentSplits`, embedded by ``encode``.
+
+    Args:
+        encode: texts -> embeddings, e.g. :func:`encoder_of` ``(model)``.
+        splits: the task.
+        bank: the training rows the scorers are fitted on (default ``splits.train``; see
+            :func:`~spacl_hf.ood.per_class_subset` for a cheaper subset).
+        scorers, threshold_strategy, return_scores: as :func:`evaluate_open_intent`.
+
+    Shape:
+        - ``encode(texts)``: ``[len(texts), D]``
+
+    Raises:
+        ValueError: as :func:`evaluate_open_intent`.
+
+    Example:
+        >>> evaluate_splits(encoder_of(model), load_clinc150())["knn"]["auroc"]  # doctest: +SKIP
+        0.95...
+    """
+    bank = splits.train if bank is None else bank
+    parts = [(encode(list(part["text"])), torch.tensor(list(part["label"]))) for part in (bank, splits.validation,
+                                                                                      splits.test)]  # fmt: skip
+    (train_x, train_y), (val_x, val_y), (test_x, test_y) = parts
+    return evaluate_open_intent(train_x, train_y, val_x, val_y, test_x, test_y, scorers, threshold_strategy,
+                                return_scores)  # fmt: skip

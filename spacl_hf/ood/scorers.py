@@ -9,6 +9,8 @@ Shape (all scorers):
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -150,6 +152,14 @@ class KNNScorer(OODScorer):
         self.batch_size = check_int("batch_size", batch_size, 1)
 
     def _fit(self, x: Tensor, labels: Tensor) -> None:
+        smallest = int(torch.bincount(labels).min())
+        if self.k > smallest:
+            # the k-th neighbour of a known query then lies in another class: the score stops separating OOD
+            warnings.warn(
+                f"KNNScorer(k={self.k}) is fitted on a class with only {smallest} examples; use k <= {smallest} "
+                "or fit on more examples per class.",
+                stacklevel=3,
+            )
         self.bank, self.labels = x, labels
 
     def _score_predict(self, x: Tensor) -> tuple[Tensor, Tensor]:

@@ -4,7 +4,7 @@ evaluation."""
 
 from .collator import ImageViewCollator
 from .datasets import load_digits_dataset, load_fashion_mnist, load_image_folder
-from .evaluation import knn_accuracy, knn_predict, linear_probe_accuracy
+from .evaluation import embed_images, knn_accuracy, knn_predict, linear_probe_accuracy
 from .models import SmallCNN
 from .views import ViewPipeline
 
@@ -12,6 +12,7 @@ __all__ = [
     "ImageViewCollator",
     "SmallCNN",
     "ViewPipeline",
+    "embed_images",
     "knn_accuracy",
     "knn_predict",
     "linear_probe_accuracy",

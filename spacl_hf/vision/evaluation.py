@@ -20,6 +20,38 @@ def _check_split(name: str, embeddings: Tensor, labels: Tensor) -> None:
 
 
 @torch.no_grad()
+def embed_images(model: torch.nn.Module, images: Tensor, batch_size: int = 512) -> Tensor:
+    """Frozen features of ``images`` from ``model.features`` (the pre-head output of :class:`SmallCNN` and
+    ``EmbeddingModel``), in eval mode, without gradients, block by block on the model's device; returned on CPU.
+
+    Args:
+        model: an image encoder with a ``features(pixel_values=...)`` method.
+        images: the images.
+        batch_size: images per forward pass.
+
+    Shape:
+        - images: ``[N, C, H, W]``
+        - output: ``[N, D]``
+
+    Raises:
+        ValueError: for a model without ``features`` or a non-positive ``batch_size``.
+
+    Example:
+        >>> from spacl_hf.vision import SmallCNN
+        >>> embed_images(SmallCNN(width=4), torch.rand(5, 1, 8, 8), batch_size=2).shape
+        torch.Size([5, 16])
+    """
+    if not callable(getattr(model, "features", None)):
+        raise ValueError(f"`model` must have a `features(pixel_values=...)` method, got {type(model).__name__}.")
+    batch_size = check_int("batch_size", batch_size, 1)
+    model.eval()
+    device = next(model.parameters()).device
+    blocks = [model.features(pixel_values=images[i : i + batch_size].to(device)).cpu()
+              for i in range(0, len(images), batch_size)]  # fmt: skip
+    return torch.cat(blocks)
+
+
+@torch.no_grad()
 def knn_predict(
     train_embeddings: Tensor,
     train_labels: Tensor,
