@@ -17,29 +17,62 @@ def toy_cluster(n: int, seed: int) -> torch.Tensor:
     return F.normalize(centre + 0.2 * torch.randn(n, 8, generator=g), dim=-1)
 
 
-def test_generator_learns_toy_problem():
-    gen = AdversarialNegativeGenerator(8, hidden_dim=64, noise_dim=8, lr=2e-3, warmup_steps=0, seed=0)
-    real = toy_cluster(256, 0)
-    src = F.normalize(torch.randn(64, 8, generator=torch.Generator().manual_seed(1)), dim=-1)
-    centre = F.normalize(torch.ones(8), dim=0)
-    before = float((gen.generate(src)[:, 0] @ centre).mean())
-    for _ in range(301):
-        last = gen.update(real, src)
-    after = float((gen.generate(src)[:, 0] @ centre).mean())
-    # generated points moved towards the positives' region
-    assert after > before + 0.3, (before, after)
+def toy_pairs(n: int, seed: int, spread: float = 0.6) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random sources on the sphere and one hard positive each, at cosine ~0.86 to its source."""
+    g = torch.Generator().manual_seed(seed)
+    src = F.normalize(torch.randn(n, 16, generator=g), dim=-1)
+    noise = F.normalize(torch.randn(n, 16, generator=g), dim=-1)
+    return src, F.normalize(src + spread * noise, dim=-1)
+
+
+def test_generator_is_residual_conditional_and_learns_the_positives_distance():
+    gen = AdversarialNegativeGenerator(16, hidden_dim=64, noise_dim=8, lr=1e-3, warmup_steps=0, seed=0)
+    src, positives = toy_pairs(512, 0)
+    positive_cos = float((src * positives).sum(-1).mean())  # 0.86
+    start = float((gen.generate(src)[:, 0] * src).sum(-1).mean())
+    assert start > 0.95  # residual with a small h: a generated point starts next to its own source
+    order = torch.Generator().manual_seed(1)
+    late = []
+    for step in range(300):
+        rows = torch.randperm(512, generator=order)[:128]
+        last = gen.update(positives[rows], src[rows])
+        if step >= 200:
+            late.append(last["generator_source_cosine"])
+    fake = gen.generate(src)[:, 0]
+    # G moved its points out to the positives' distance (the GAN oscillates around it: average the late steps)
+    assert abs(sum(late) / len(late) - positive_cos) < 0.06, (sum(late) / len(late), positive_cos)
+    # conditioned: a generated point is close to its own source, not to the others (unconditional G: both ~0.6)
+    own, others = float((fake * src).sum(-1).mean()), float((fake @ src.T).mean())
+    assert own > 0.6 and own - others > 0.5, (own, others)
     # and at the end the discriminator can no longer tell them from the positives (the GAN's equilibrium)
     assert abs(last["discriminator_real_score"] - last["discriminator_fake_score"]) < 0.05, last
     assert abs(last["generator_loss"] - math.log(2)) < 0.1, last
 
 
 def test_discriminator_separates_when_generator_is_frozen():
-    gen = AdversarialNegativeGenerator(8, hidden_dim=64, lr=2e-3, warmup_steps=0)
+    gen = AdversarialNegativeGenerator(16, hidden_dim=64, lr=2e-3, warmup_steps=0)
     gen.generator_optimizer.param_groups[0]["lr"] = 0.0  # freeze G: D alone must learn to separate
-    real, src = toy_cluster(128, 0), -toy_cluster(128, 1)
+    src, positives = toy_pairs(128, 0, spread=1.5)  # positives at cosine ~0.55, G's points at ~0.99
     for _ in range(150):
-        losses = gen.update(real, src)
+        losses = gen.update(positives, src)
     assert losses["discriminator_real_score"] > 0.8 and losses["discriminator_fake_score"] < 0.2
+
+
+def test_generator_steps_runs_that_many_updates_per_call():
+    src, positives = toy_pairs(32, 0)
+    one = AdversarialNegativeGenerator(16, warmup_steps=0, seed=3)
+    three = AdversarialNegativeGenerator(16, warmup_steps=0, seed=3, generator_steps=3)
+    for _ in range(3):
+        one.update(positives, src)
+    three.update(positives, src)
+    # same seed, same pairs: three steps in one call equal three calls of one step (noise drawn alike)
+    assert three.steps == 1 and one.steps == 3
+    for p, q in zip(one.parameters(), three.parameters()):
+        assert torch.allclose(p, q, atol=1e-6)
+    with pytest.raises(ValueError, match="`generator_steps`"):
+        AdversarialNegativeGenerator(16, generator_steps=0)
+    with pytest.raises(ValueError, match="aligned pairs"):
+        one.update(positives, src[:5])
 
 
 def test_generator_is_deterministic_under_a_seed_and_leaves_global_rng_alone():
@@ -52,7 +85,7 @@ def test_generator_is_deterministic_under_a_seed_and_leaves_global_rng_alone():
     c = AdversarialNegativeGenerator(8, warmup_steps=0, seed=8)
     src = toy_cluster(16, 3)
     for _ in range(3):
-        a.update(src, src), b.update(src, src)
+        a.update(src.flip(0), src), b.update(src.flip(0), src)
     assert torch.equal(a.generate(src), b.generate(src))
     assert not torch.equal(a.generate(src), c.generate(src))
 

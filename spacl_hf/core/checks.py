@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import numbers
 
 import torch
@@ -59,9 +60,26 @@ def check_ids(name: str, value: Tensor | None, expected: tuple[int, ...], meanin
 
 
 def check_positive_float(name: str, value: object) -> float:
-    """A real number > 0 (bools refused), as float."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value > 0:
-        raise ValueError(f"`{name}` must be a positive number, got {value!r}.")
+    """A finite real number > 0 (bools refused), as float."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 < value < math.inf:
+        raise ValueError(f"`{name}` must be a finite positive number, got {value!r}.")
+    return float(value)
+
+
+# Logits are cos / temperature <= 1 / temperature, and masked logits sit at -1e9: below this bound a masked
+# logit could outweigh a real one, and float32 loses the logits' precision (1e-40 even gives NaN).
+MIN_TEMPERATURE = 1e-4
+
+
+def check_temperature(name: str, value: object) -> float:
+    """A finite number >= :data:`MIN_TEMPERATURE`."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, numbers.Real)
+        or not math.isfinite(value)
+        or not value >= MIN_TEMPERATURE
+    ):
+        raise ValueError(f"`{name}` must be a finite number >= {MIN_TEMPERATURE:g}, got {value!r}.")
     return float(value)
 
 

@@ -21,13 +21,16 @@ ACCEPTED_FORMATS = (
 class ColumnLayout:
     """How a batch's encoded columns map onto SPACL: ``anchor_views`` encodings of the anchor column (extra ones
     are dropout views), then ``positive_columns`` positive columns, then ``negative_columns`` negative columns;
-    ``uses_labels`` for one labelled column (same label = positive).
+    ``uses_labels`` for one labelled column (same label = positive); ``interchangeable`` when every column is a
+    view of the same input (image augmentations), so no column is a query side.
 
     Args:
         anchor_views: encodings of the anchor column.
         positive_columns: positive columns after it.
         negative_columns: negative columns after those.
         uses_labels: one labelled column, positives by label.
+        interchangeable: the views are augmentations of one input (images): every view of another sample is a
+            negative under ``candidate_views="auto"`` and the dynamic anchor defaults to on.
 
     Raises:
         ValueError: from :meth:`for_batch`, when a batch matches none of :data:`ACCEPTED_FORMATS`.
@@ -42,6 +45,7 @@ class ColumnLayout:
     positive_columns: int
     negative_columns: int
     uses_labels: bool
+    interchangeable: bool = False
 
     @classmethod
     def for_batch(
@@ -78,7 +82,7 @@ def spacl_from_columns(
     labels: Tensor | None = None,
     content_ids: Tensor | None = None,
     dynamic_anchor: bool | None = None,
-    candidate_views: str = "columns",
+    candidate_views: str = "auto",
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """SPACL loss and statistics of column-major embeddings.
 
@@ -88,10 +92,12 @@ def spacl_from_columns(
         layout: the columns' roles.
         labels: integer labels in the labelled format.
         content_ids: one id per text per encoded column, for duplicate masking.
-        dynamic_anchor: ``None`` means on for the labelled format (every view is the same input) and off for
-            columns (the anchor stays on the query side of asymmetric pairs).
+        dynamic_anchor: ``None`` means on for the labelled format and interchangeable views (every view is the
+            same input) and off for columns (the anchor stays on the query side of asymmetric pairs).
         candidate_views: ``"columns"``: other samples' anchor-side encodings are not negatives (the
-            MultipleNegativesRankingLoss convention); ``"all"``: every view is.
+            MultipleNegativesRankingLoss convention); ``"all"``: every view is; ``"auto"``: ``"all"`` for the
+            labelled format and interchangeable views (a single labelled column would otherwise have no negative
+            at all), ``"columns"`` for text columns.
 
     Shape:
         - embeddings: ``[K, B, D]``, K = ``layout.num_columns``; content_ids: ``[K, B]``; labels: ``[B]``
@@ -117,12 +123,13 @@ def spacl_from_columns(
         view_ids = content_ids[:pool].T
         negative_ids = content_ids[pool:].T if layout.negative_columns else None
     candidate_view_mask = None
-    if layout.uses_labels:
+    same_input = layout.uses_labels or layout.interchangeable
+    if same_input:
         use_dynamic_anchor = True if dynamic_anchor is None else dynamic_anchor
     else:
         use_dynamic_anchor = bool(dynamic_anchor)
-        if candidate_views == "columns":
-            candidate_view_mask = torch.arange(pool, device=views.device) >= layout.anchor_views
+    if candidate_views == "columns" or (candidate_views == "auto" and not same_input):
+        candidate_view_mask = torch.arange(pool, device=views.device) >= layout.anchor_views
     return criterion(
         views,
         labels=labels if layout.uses_labels else None,

@@ -1,7 +1,16 @@
-"""``SPACLCriterion``: the SPACL configuration as an ``nn.Module``, from a batch of views to the loss."""
+"""``SPACLCriterion``: the SPACL configuration as an ``nn.Module``, from a batch of views to the loss.
+
+The forward pass runs the specification's stages in order, each a small function below: the candidate bank
+(every view of every sample of every process), 3.1 the dynamic anchor, 3.2 the hard positives, 3.4 the
+candidate negatives, 3.3 the generated negatives, then 3.4 screening and the loss of section 4
+(:func:`~spacl_hf.core.loss.infonce_unchecked`).
+"""
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -17,7 +26,7 @@ from .checks import (
     check_ids,
     check_int,
     check_mask,
-    check_positive_float,
+    check_temperature,
     check_tensor,
 )
 from .citation import SPACL_CITATION
@@ -25,8 +34,10 @@ from .dist import Gather, TorchDistributedGather
 from .generator import AdversarialNegativeGenerator
 from .loss import infonce_unchecked
 from .positives import farthest_point_unchecked, ordered_select
+from .screening import SCREENING_WEIGHTS
 
-CANDIDATE_VIEWS = ("all", "columns")
+CANDIDATE_VIEWS = ("auto", "all", "columns")
+POSITIVE_POOLS = ("labels", "views", "views+labels")
 
 
 def _pick(views: Tensor, index: Tensor) -> Tensor:
@@ -52,6 +63,218 @@ def content_hash(rows: Tensor) -> Tensor:
     return (bits * weights).sum(dim=1)
 
 
+@dataclass
+class _Bank:
+    """Every view of every sample of every process, flattened sample-major, with who owns each row."""
+
+    views: Tensor  # [B, V, D] this process's unit views
+    rows: Tensor  # [B] global row of each local sample
+    all_views: Tensor  # [W*B, V, D]
+    flat: Tensor  # [W*B*V, D]
+    valid: Tensor  # [W*B*V]
+    owner: Tensor  # [W*B*V] global sample of each row
+    column: Tensor  # [W*B*V] view index of each row
+    same_label: Tensor | None  # [B, W*B*V]: the row's sample shares this sample's label
+
+
+@dataclass
+class _Positives:
+    embeddings: Tensor  # [B, P, D]
+    valid: Tensor  # [B, P]
+    flat: Tensor  # [B, P] rows of the bank
+    reordered: Tensor  # [] share of anchors whose farthest-point picks differ from the ordered picks
+    own_share: Tensor  # [] share of the selected positives that are the sample's own views
+
+
+def build_bank(views: Tensor, view_mask: Tensor, labels: Tensor | None, gathered: Callable, offset: int) -> _Bank:
+    """The candidate bank, gathered (with gradients) from every process."""
+    batch, num_views, dim = views.shape
+    device = views.device
+    all_views = gathered(views)
+    total = all_views.shape[0]
+    owner = torch.arange(total, device=device).repeat_interleave(num_views)
+    same_label = None
+    if labels is not None:
+        all_labels = gathered(labels.to(torch.long))
+        same_label = labels.to(torch.long)[:, None] == all_labels[owner][None, :]
+    return _Bank(
+        views=views,
+        rows=torch.arange(batch, device=device) + offset,
+        all_views=all_views,
+        flat=all_views.reshape(total * num_views, dim),
+        valid=gathered(view_mask).reshape(-1),
+        owner=owner,
+        column=torch.arange(num_views, device=device).repeat(total),
+        same_label=same_label,
+    )
+
+
+def select_anchor_views(views: Tensor, view_mask: Tensor, dynamic: bool) -> Tensor:
+    """3.1: each sample's anchor view, the hardest one (``dynamic``) or the first valid one. ``[B]``."""
+    if dynamic:
+        return hardest_view_unchecked(views, view_mask)
+    return view_mask.to(torch.uint8).argmax(dim=1)
+
+
+def select_positives(
+    bank: _Bank, anchors: Tensor, anchor_view: Tensor, view_mask: Tensor, pool: str, k: int, farthest: bool
+) -> _Positives:
+    """3.2: ``k`` hard positives per anchor from its pool, by farthest-point selection or in pool order.
+
+    ``pool``: ``"views"`` the sample's own views (the paper); ``"labels"`` own views and same-label samples'
+    views alike; ``"views+labels"`` own views first, then same-label samples. Without labels every pool is the
+    sample's own views.
+    """
+    batch, num_views, _ = bank.views.shape
+    device = anchors.device
+    local = torch.arange(batch, device=device)
+    if bank.same_label is None or pool == "views":
+        candidate = view_mask.clone()
+        candidate[local, anchor_view] = False
+        ordered_index, ordered_valid = ordered_select(candidate, k)
+        if farthest:
+            index, valid = farthest_point_unchecked(anchors, bank.views, k, candidate)
+        else:
+            index, valid = ordered_index, ordered_valid
+        flat = bank.rows[:, None] * num_views + index
+        return _Positives(
+            _pick(bank.views, index), valid, flat, _changed(index, valid, ordered_index, ordered_valid),
+            valid.any().float(),
+        )  # fmt: skip
+    own = bank.owner[None, :] == bank.rows[:, None]
+    candidate = bank.same_label & bank.valid[None, :]
+    candidate[local, bank.rows * num_views + anchor_view] = False
+    # ordered: own views first, then same-label samples in batch order
+    flat_index = torch.arange(bank.flat.shape[0], device=device)
+    ordered_index, ordered_valid = ordered_select(candidate, k, flat_index[None, :] + bank.flat.shape[0] * ~own)
+    if farthest:
+        preferred = own if pool == "views+labels" else None
+        index, valid = farthest_point_unchecked(anchors, bank.flat, k, candidate, preferred)
+    else:
+        index, valid = ordered_index, ordered_valid
+    own_picked = own.gather(1, index) & valid
+    return _Positives(
+        bank.flat[index], valid, index, _changed(index, valid, ordered_index, ordered_valid),
+        own_picked.sum() / valid.sum().clamp(min=1),
+    )  # fmt: skip
+
+
+@torch.no_grad()
+def _changed(index: Tensor, valid: Tensor, other_index: Tensor, other_valid: Tensor) -> Tensor:
+    """Share of rows whose sets of valid picks differ."""
+    a = torch.where(valid, index, -1).sort(dim=1).values
+    b = torch.where(other_valid, other_index, -1).sort(dim=1).values
+    return (a != b).any(dim=1).float().mean()
+
+
+def _candidate_view_rows(bank: _Bank, candidate_views: str, candidate_view_mask: Tensor | None) -> Tensor:
+    """``[W*B*V]``: which bank rows may be negatives by their view index."""
+    if candidate_view_mask is not None:
+        return candidate_view_mask[bank.column]
+    if candidate_views == "columns":
+        return bank.column != 0
+    return torch.ones_like(bank.valid)
+
+
+def candidate_negatives(
+    bank: _Bank,
+    candidate_views: str,
+    candidate_view_mask: Tensor | None,
+    negatives: Tensor | None,
+    negative_mask: Tensor | None,
+    extra_negatives: Tensor | None,
+    gathered: Callable,
+) -> tuple[Tensor, Tensor]:
+    """3.4 (candidates): other samples' views (minus same-label samples), negative columns, extra negatives.
+
+    Returns the shared candidate rows ``[C, D]`` and which of them are candidates of which anchor ``[B, C]``.
+    """
+    batch, _, dim = bank.views.shape
+    device = bank.views.device
+    negative_of = (bank.valid & _candidate_view_rows(bank, candidate_views, candidate_view_mask))[None, :]
+    negative_of = negative_of & (bank.owner[None, :] != bank.rows[:, None])
+    if bank.same_label is not None:
+        negative_of &= ~bank.same_label
+    shared, shared_mask = [bank.flat], [negative_of]
+    if negatives is not None:
+        all_negatives = gathered(F.normalize(negatives.to(bank.views.dtype), dim=-1))
+        shared.append(all_negatives.reshape(-1, dim))
+        column_valid = torch.ones(all_negatives.shape[:2], dtype=torch.bool, device=device)
+        if negative_mask is not None:
+            column_valid = gathered(negative_mask)
+        shared_mask.append(column_valid.reshape(1, -1).expand(batch, -1))
+    if extra_negatives is not None:
+        shared.append(F.normalize(extra_negatives.to(bank.views.dtype), dim=-1))
+        shared_mask.append(torch.ones(batch, extra_negatives.shape[0], dtype=torch.bool, device=device))
+    # no copy of the bank when there is nothing to append (the common case)
+    if len(shared) == 1:
+        return shared[0], shared_mask[0]
+    return torch.cat(shared), torch.cat(shared_mask, dim=1)
+
+
+def mask_duplicate_negatives(
+    candidates: Tensor, bank_ids: Tensor, anchor_flat: Tensor, positives: _Positives, by_content: bool
+) -> tuple[Tensor, Tensor]:
+    """3.4 (duplicates): a candidate with the id of the anchor or one of its positives is no negative.
+
+    With ``by_content`` (no ids given: identical embeddings are taken for identical inputs) an anchor whose every
+    candidate would go keeps them: every embedding equal to the anchor's is a collapse, not a duplicate input,
+    and the loss must say so instead of reading 0. Returns the mask and a ``[B]`` flag of those anchors.
+    """
+    batch = candidates.shape[0]
+    restored = torch.zeros(batch, dtype=torch.bool, device=candidates.device)
+    if not bool(bank_ids.unique().numel() < bank_ids.numel()):  # nothing to mask in a duplicate-free bank
+        return candidates, restored
+    keys = torch.cat([anchor_flat[:, None], positives.flat], dim=1)
+    key_valid = torch.cat([torch.ones_like(positives.valid[:, :1]), positives.valid], dim=1)
+    key_ids = bank_ids[keys]
+    key_ids = torch.where(key_valid, key_ids, key_ids[:, :1])  # a missing positive repeats the anchor
+    masked = candidates.clone()
+    for j in range(keys.shape[1]):  # 1 + num_positives columns, each vectorised over the batch
+        masked &= bank_ids[None, :] != key_ids[:, j : j + 1]
+    if by_content:
+        restored = candidates.any(dim=1) & ~masked.any(dim=1)
+        masked = torch.where(restored[:, None], candidates, masked)
+    return masked, restored
+
+
+def generated_negatives(
+    generator: AdversarialNegativeGenerator,
+    anchors: Tensor,
+    positives: _Positives,
+    gathered: Callable,
+    offset: int,
+    update: bool,
+) -> tuple[Tensor | None, Tensor | None, dict[str, Tensor]]:
+    """3.3: generated hard negatives of each anchor (detached) and the generator's update.
+
+    The generator is conditioned on the anchor and learns from (anchor, selected hard positive) pairs of the
+    whole gathered batch, with a shared seed, so it stays identical on every process. A generated point more
+    similar to its anchor than the anchor's least similar selected positive is dropped (false-negative guard).
+    Returns ``(generated [B, G, D], kept [B, G], statistics)``; ``(None, None, ...)`` during warm-up.
+    """
+    batch = anchors.shape[0]
+    source = gathered(anchors.detach())
+    fake = generator.generate(source)[offset : offset + batch]
+    generated = kept = None
+    stats: dict[str, Tensor] = {}
+    if fake.shape[1] > 0:
+        fake_cos = torch.einsum("bd,bgd->bg", anchors.detach(), fake)
+        pos_cos = torch.einsum("bd,bpd->bp", anchors.detach(), positives.embeddings.detach())
+        weakest_positive = pos_cos.masked_fill(~positives.valid, float("inf")).min(dim=1).values
+        generated, kept = fake, fake_cos <= weakest_positive[:, None]
+        stats["generated_anchor_cosine"] = fake_cos.median()
+        stats["generated_guard_kept_fraction"] = kept.float().mean()
+    if update:
+        real = gathered(positives.embeddings.detach())
+        real_valid = gathered(positives.valid)
+        if bool(real_valid.any()):
+            pair_source = source[:, None].expand_as(real)
+            for name, value in generator.update(real[real_valid], pair_source[real_valid]).items():
+                stats[name] = torch.tensor(value)
+    return generated, kept, stats
+
+
 class SPACLCriterion(nn.Module):
     """SnaPhArd Contrast Learning on a batch of views: tensors in, loss out.
 
@@ -59,34 +282,63 @@ class SPACLCriterion(nn.Module):
     columns, or dropout re-encodings). Per sample the criterion
 
     1. picks the **dynamic anchor**, the view farthest on average from the others (``dynamic_anchor``);
-    2. picks ``num_positives`` **hard positives** by farthest-point selection from the other views, and from
-       the views of same-label samples when ``labels`` are given (``farthest_point``);
+    2. picks ``num_positives`` **hard positives** by farthest-point selection from its ``positive_pool``
+       (``farthest_point``);
     3. adds **generated hard negatives** from an :class:`AdversarialNegativeGenerator` (``generator``);
     4. **screens** the candidate negatives (views of other samples, negative columns, ``extra_negatives``,
        generated ones; minus same-label samples and duplicates of the anchor's positives) down to the shortest
-       most-similar set holding ``screening_mass`` of their softmax weight (``screening``);
+       most-similar set holding ``screening_mass`` of their weight (``screening``, ``screening_weight``);
 
     and returns the multi-positive InfoNCE of :func:`spacl_loss`. With two views, one positive, and anchor,
     generator and screening off, it equals one-directional NT-Xent (``candidate_views="all"``) or
     MultipleNegativesRankingLoss with ``scale = 1 / temperature`` (``candidate_views="columns"``).
 
+    With two views per sample the dynamic anchor is a tie and farthest-point selection has one candidate: both
+    are inert by construction (the statistics show it). Use ``V >= 4`` views, several positive columns, or
+    labelled batches with several samples per class for them to act.
+
     Args:
-        temperature: logits are ``cos / temperature`` (0.05 for text, 0.1 for images are good starts).
+        temperature: logits are ``cos / temperature`` (0.05 for text, 0.1 for images are good starts); finite
+            and at least ``1e-4`` (below it masked logits would leak and float32 loses the logits).
         num_positives: hard positives per anchor, ``lambda_P`` (paper: 2; accuracy drops past 4).
-        screening_mass: share of the negatives' softmax weight that screening keeps, ``lambda_Q`` (paper: 0.95).
+        screening_mass: share of the candidates' weight that screening keeps, ``lambda_Q`` (paper: 0.95).
         min_negatives: screening keeps at least this many negatives per anchor.
         dynamic_anchor: use the hardest view as anchor; ``False`` uses view 0 (the first valid view).
         farthest_point: farthest-point positives; ``False`` takes candidates in their given order.
         screening: relative-threshold screening; ``False`` keeps every candidate negative.
         generator: adversarial negative generator, or ``None`` for no generated negatives.
-        candidate_views: which views of other samples are negatives: ``"all"`` (SimCLR convention) or
-            ``"columns"`` (all but view 0, the anchor column: MultipleNegativesRankingLoss convention).
-        label_positives: with ``labels``, same-label samples' views are positive candidates (SupCon style);
-            they are never negatives either way.
+        candidate_views: which views of other samples are negatives: ``"all"`` (SimCLR convention),
+            ``"columns"`` (all but view 0, the anchor column: MultipleNegativesRankingLoss convention) or
+            ``"auto"`` (the default; ``"all"`` here, since a views tensor has no columns: the column front ends
+            resolve it per batch, see :func:`~spacl_hf.core.spacl_from_columns`).
+        positive_pool: where hard positives come from when ``labels`` are given: ``"labels"`` (own views and
+            same-label samples' views alike, SupCon style; the default, as before this option existed),
+            ``"views"`` (only the sample's own views, the paper) or ``"views+labels"`` (own views first, then
+            same-label samples). Same-label samples are never negatives either way. Which one wins is decided
+            on validation data by the quality benchmarks.
+        screening_weight: ``"softmax"`` (weight ``exp(cos / tau)``: gentle, moves each anchor's loss by at most
+            ``-ln(screening_mass)``) or ``"similarity"`` (raw cosines, the paper's formula: aggressive). The
+            default stays ``"softmax"`` until the quality studies have measured which wins on validation data.
         mask_duplicates: candidates identical to the anchor or one of its positives are not negatives
-            (by ``view_ids`` / ``negative_ids`` when given, else by exact equality of the embeddings).
+            (by ``view_ids`` / ``negative_ids`` when given, else by exact equality of the embeddings; an anchor
+            whose every candidate equals it, a collapse, keeps them, with a warning).
         gather_across_devices: gather candidates from every process, with gradients, under
             ``torch.distributed``.
+
+    Statistics (``return_stats=True``; 0-dim detached tensors, means over the batch unless said otherwise):
+        - ``anchor_not_first_view``: share of anchors that are not view 0 (the dynamic anchor acted).
+        - ``positives_reordered``: share of anchors whose farthest-point picks differ from the ordered picks.
+        - ``own_view_positives``: share of selected positives that are the sample's own views.
+        - ``kept_negative_fraction`` / ``kept_negatives_per_anchor``: what screening kept.
+        - ``screened_weight_fraction``: share of the candidates' softmax weight that screening removed.
+        - ``anchors_without_negatives``: share of anchors with no candidate negative (they carry no loss; a
+          warning says why, once).
+        - ``hardest_negative_cosine``: median over anchors of the most similar real candidate's cosine.
+        - ``generated_anchor_cosine``: median cosine of generated negatives to their anchor (before the guard);
+          ``generated_guard_kept_fraction``: share the guard kept; ``generated_weight_fraction``: share of the
+          kept negatives' softmax weight that generated ones hold; ``generated_negatives_per_anchor``.
+        - ``mean_positive_similarity``, ``mean_negative_similarity``, ``positive_spread``,
+          ``positives_per_anchor``, ``anchors_with_positive``; the generator's losses and scores.
 
     Shape:
         - views: ``[B, V, D]``; view_mask: ``[B, V]``; labels: ``[B]``
@@ -95,13 +347,15 @@ class SPACLCriterion(nn.Module):
         - output: scalar loss, or ``(loss, stats)`` with ``return_stats=True``
 
     Raises:
-        ValueError: on an invalid setting (the message names it) or malformed inputs.
+        ValueError: on an invalid setting (the message names it and the accepted values) or malformed inputs.
 
     Example:
-        >>> criterion = SPACLCriterion(temperature=0.1)
+        >>> criterion = SPACLCriterion(temperature=0.1, screening_weight="similarity")
         >>> views = torch.randn(16, 4, 32, requires_grad=True)
-        >>> loss = criterion(views)
+        >>> loss, stats = criterion(views, return_stats=True)
         >>> loss.backward()
+        >>> bool(stats["kept_negative_fraction"] < 1)
+        True
 
     References:
         SnaPhArd Contrast Learning (SPACL), ICLR 2026, https://openreview.net/forum?id=4cZvjp8Iwk
@@ -119,13 +373,14 @@ class SPACLCriterion(nn.Module):
         farthest_point: bool = True,
         screening: bool = True,
         generator: AdversarialNegativeGenerator | None = None,
-        candidate_views: str = "all",
-        label_positives: bool = True,
+        candidate_views: str = "auto",
+        positive_pool: str = "labels",
+        screening_weight: str = "softmax",
         mask_duplicates: bool = True,
         gather_across_devices: bool = False,
     ) -> None:
         super().__init__()
-        self.temperature = check_positive_float("temperature", temperature)
+        self.temperature = check_temperature("temperature", temperature)
         self.num_positives = check_int("num_positives", num_positives, 1)
         self.screening_mass = check_fraction("screening_mass", screening_mass)
         self.min_negatives = check_int("min_negatives", min_negatives, 0)
@@ -138,22 +393,25 @@ class SPACLCriterion(nn.Module):
             )
         self.generator = generator
         self.candidate_views = check_choice("candidate_views", candidate_views, CANDIDATE_VIEWS)
-        self.label_positives = check_bool("label_positives", label_positives)
+        self.positive_pool = check_choice("positive_pool", positive_pool, POSITIVE_POOLS)
+        self.screening_weight = check_choice("screening_weight", screening_weight, SCREENING_WEIGHTS)
         self.mask_duplicates = check_bool("mask_duplicates", mask_duplicates)
         self.gather_across_devices = check_bool("gather_across_devices", gather_across_devices)
+        self._warned: set[str] = set()
 
     def get_config_dict(self) -> dict[str, Any]:
         return {
             "temperature": self.temperature,
             "num_positives": self.num_positives,
             "screening_mass": self.screening_mass,
+            "screening_weight": self.screening_weight,
             "min_negatives": self.min_negatives,
             "dynamic_anchor": self.dynamic_anchor,
             "farthest_point": self.farthest_point,
             "screening": self.screening,
             "generator": None if self.generator is None else self.generator.get_config_dict(),
             "candidate_views": self.candidate_views,
-            "label_positives": self.label_positives,
+            "positive_pool": self.positive_pool,
             "mask_duplicates": self.mask_duplicates,
             "gather_across_devices": self.gather_across_devices,
         }
@@ -191,10 +449,12 @@ class SPACLCriterion(nn.Module):
         check_mask("view_mask", view_mask, (batch, num_views), "[B, V]")
         if labels is not None:
             check_ids("labels", labels, (batch,), "[B]")
-        elif num_views < 2:
+        if num_views < 2 and (labels is None or self.positive_pool == "views"):
             raise ValueError(
                 "SPACL needs positives: pass `views` with at least 2 views per sample ([B, V>=2, D]) "
-                f"or `labels` so that same-label samples are positives; got views {tuple(views.shape)} and no labels."
+                "or `labels` with positive_pool 'labels' / 'views+labels' so that same-label samples are positives; "
+                f"got views {tuple(views.shape)}, labels {'given' if labels is not None else 'none'} and "
+                f"positive_pool={self.positive_pool!r}."
             )
         if negatives is not None:
             check_tensor("negatives", negatives, ndim=3, floating=True, finite=True)
@@ -237,7 +497,7 @@ class SPACLCriterion(nn.Module):
         gather: Gather | None,
         return_stats: bool,
     ) -> Tensor | tuple[Tensor, dict[str, Tensor]]:
-        batch, num_views, dim = views.shape
+        batch, num_views, _ = views.shape
         device = views.device
         world = 1 if gather is None else gather.world_size
         offset = 0 if gather is None else gather.rank * batch
@@ -252,121 +512,88 @@ class SPACLCriterion(nn.Module):
         views = F.normalize(at_least_float32(views), dim=-1)
         if view_mask is None:
             view_mask = torch.ones(batch, num_views, dtype=torch.bool, device=device)
-        rows = torch.arange(batch, device=device)
-        global_rows = rows + offset
+        bank = build_bank(views, view_mask, labels, gathered, offset)
 
-        # 1. anchors (selection carries no gradient; the chosen embeddings do)
-        if use_dynamic_anchor:
-            anchor_view = hardest_view_unchecked(views, view_mask)
-        else:
-            anchor_view = view_mask.to(torch.uint8).argmax(dim=1)  # first valid view
-        # pick by one-hot bmm: its backward is a bmm, far cheaper than the index_put of advanced indexing
+        # 3.1 anchors (selection carries no gradient; the chosen embeddings do; a one-hot bmm picks them, whose
+        # backward is a bmm, far cheaper than the index_put of advanced indexing)
+        anchor_view = select_anchor_views(views, view_mask, use_dynamic_anchor)
         anchors = _pick(views, anchor_view[:, None])[:, 0]
-
-        # the candidate bank: every view of every sample of every process, flattened sample-major
-        all_views = gathered(views)
-        all_view_mask = gathered(view_mask)
-        total = all_views.shape[0]
-        bank = all_views.reshape(total * num_views, dim)
-        bank_valid = all_view_mask.reshape(-1)
-        owner = torch.arange(total, device=device).repeat_interleave(num_views)
-        column = torch.arange(num_views, device=device).repeat(total)
-        anchor_flat = global_rows * num_views + anchor_view
-        if labels is not None:
-            all_labels = gathered(labels.to(torch.long))
-            same_label = labels.to(torch.long)[:, None] == all_labels[owner][None, :]
-
-        # 2. hard positives
-        if labels is not None and self.label_positives:
-            candidate = same_label & bank_valid[None, :]
-            candidate[rows, anchor_flat] = False
-            if self.farthest_point:
-                pos_index, pos_valid = farthest_point_unchecked(anchors, bank, self.num_positives, candidate)
-            else:  # own views first, then same-label samples in batch order
-                flat = torch.arange(bank.shape[0], device=device)
-                priority = flat[None, :] + bank.shape[0] * (owner[None, :] != global_rows[:, None])
-                pos_index, pos_valid = ordered_select(candidate, self.num_positives, priority)
-            positives = bank[pos_index]
-            pos_flat = pos_index
-        else:
-            candidate = view_mask.clone()
-            candidate[rows, anchor_view] = False
-            if self.farthest_point:
-                pos_index, pos_valid = farthest_point_unchecked(anchors, views, self.num_positives, candidate)
-            else:
-                pos_index, pos_valid = ordered_select(candidate, self.num_positives)
-            positives = _pick(views, pos_index)
-            pos_flat = global_rows[:, None] * num_views + pos_index
-
-        # 4a. candidate negatives: other samples' views (and negative columns, extra negatives)
-        negative_of = bank_valid[None, :] & (owner[None, :] != global_rows[:, None])
-        if labels is not None:
-            negative_of &= ~same_label
-        if candidate_view_mask is not None:
-            negative_of &= candidate_view_mask[column][None, :]
-        elif self.candidate_views == "columns":
-            negative_of &= (column != 0)[None, :]
-        shared, shared_mask = [bank], [negative_of]
-        if negatives is not None:
-            all_negatives = gathered(F.normalize(negatives.to(views.dtype), dim=-1))
-            shared.append(all_negatives.reshape(-1, dim))
-            column_valid = torch.ones(all_negatives.shape[:2], dtype=torch.bool, device=device)
-            if negative_mask is not None:
-                column_valid = gathered(negative_mask)
-            shared_mask.append(column_valid.reshape(1, -1).expand(batch, -1))
-        if extra_negatives is not None:
-            shared.append(F.normalize(extra_negatives.to(views.dtype), dim=-1))
-            shared_mask.append(torch.ones(batch, extra_negatives.shape[0], dtype=torch.bool, device=device))
-        # no copy of the bank when there is nothing to append (the common case)
-        shared_bank = shared[0] if len(shared) == 1 else torch.cat(shared)
-        shared_mask = shared_mask[0] if len(shared_mask) == 1 else torch.cat(shared_mask, dim=1)
+        anchor_flat = bank.rows * num_views + anchor_view
+        # 3.2 hard positives
+        positives = select_positives(
+            bank, anchors, anchor_view, view_mask, self.positive_pool, self.num_positives, self.farthest_point
+        )
+        # 3.4 candidate negatives, minus duplicates of the anchor and its positives
+        shared_bank, shared_mask = candidate_negatives(
+            bank, self.candidate_views, candidate_view_mask, negatives, negative_mask, extra_negatives, gathered
+        )
+        collapsed = None
         if self.mask_duplicates:
             bank_ids = self._bank_ids(shared_bank, view_ids, negative_ids, negatives, extra_negatives, gathered)
-            if bool(bank_ids.unique().numel() < bank_ids.numel()):  # nothing to mask in a duplicate-free bank
-                keys = torch.cat([anchor_flat[:, None], pos_flat], dim=1)
-                key_valid = torch.cat([torch.ones(batch, 1, dtype=torch.bool, device=device), pos_valid], dim=1)
-                key_ids = bank_ids[keys]
-                key_ids = torch.where(key_valid, key_ids, key_ids[:, :1])  # a missing positive repeats the anchor
-                for j in range(keys.shape[1]):  # 1 + num_positives columns, each vectorised over the batch
-                    shared_mask &= bank_ids[None, :] != key_ids[:, j : j + 1]
-
-        # 3. generated hard negatives (decided on detached inputs; identical on every process)
+            shared_mask, collapsed = mask_duplicate_negatives(
+                shared_mask, bank_ids, anchor_flat, positives, by_content=view_ids is None
+            )
+        # 3.3 generated hard negatives (decided on detached inputs; identical on every process)
         generated = generated_mask = None
-        generator_stats: dict[str, float] = {}
+        generator_stats: dict[str, Tensor] = {}
         if self.generator is not None:
-            source = all_views[:, 0].detach()
-            fake = self.generator.generate(source)[offset : offset + batch]
-            if fake.shape[1] > 0:
-                fake_cos = torch.einsum("bd,bgd->bg", anchors.detach(), fake)
-                pos_cos = torch.einsum("bd,bpd->bp", anchors.detach(), positives.detach())
-                weakest_positive = pos_cos.masked_fill(~pos_valid, float("inf")).min(dim=1).values
-                # false-negative guard: nothing generated may be closer to the anchor than its farthest positive
-                generated, generated_mask = fake, fake_cos <= weakest_positive[:, None]
-            if self.training and torch.is_grad_enabled():
-                real_all = gathered(positives.detach())
-                real_valid = gathered(pos_valid)
-                if bool(real_valid.any()):
-                    generator_stats = self.generator.update(real_all[real_valid], source)
+            update = self.training and torch.is_grad_enabled()
+            generated, generated_mask, generator_stats = generated_negatives(
+                self.generator, anchors, positives, gathered, offset, update
+            )
+        self._warn_if_starved(shared_mask, generated_mask, positives.valid, collapsed)
 
-        # 4b + loss: screening and the multi-positive InfoNCE
-        has_positive = pos_valid.any(dim=1)
+        # 3.4 screening + section 4: the multi-positive InfoNCE over what is kept
+        has_positive = positives.valid.any(dim=1)
         normalizer = None
         if world > 1:  # average over the global batch, so W processes x B equal 1 process x W*B
             normalizer = gathered(has_positive).sum().clamp(min=1) / world
         loss, stats = infonce_unchecked(
-            anchors, positives, pos_valid, shared_bank, shared_mask, generated, generated_mask,
+            anchors, positives.embeddings, positives.valid, shared_bank, shared_mask, generated, generated_mask,
             self.temperature, self.screening_mass, self.min_negatives, self.screening, normalizer,
-            with_stats=return_stats,
+            with_stats=return_stats, screening_weight=self.screening_weight,
         )  # fmt: skip
         if not return_stats:
             return loss
+        stats["anchor_not_first_view"] = (anchor_view != 0).float().mean()
+        stats["positives_reordered"] = positives.reordered
+        stats["own_view_positives"] = positives.own_share
         stats["generated_negatives_per_anchor"] = (
             generated_mask.float().sum(1).mean() if generated_mask is not None else torch.zeros((), device=device)
         )
-        stats["anchor_not_first_view"] = (anchor_view != 0).float().mean()
-        for name, value in generator_stats.items():
-            stats[name] = torch.tensor(value)
+        if "anchor_negative_weight_fraction" in stats:
+            stats["generated_weight_fraction"] = stats.pop("anchor_negative_weight_fraction")
+        stats.update(generator_stats)
         return loss, stats
+
+    def _warn_if_starved(
+        self, shared_mask: Tensor, generated_mask: Tensor | None, positive_valid: Tensor, collapsed: Tensor | None
+    ) -> None:
+        """Warn (once per reason) when anchors have no candidate negative, or only collapsed ones."""
+        if collapsed is not None and "collapsed" not in self._warned and bool(collapsed.any()):
+            self._warned.add("collapsed")
+            warnings.warn(
+                f"SPACL: for {int(collapsed.sum())} of {len(collapsed)} anchors every candidate negative has exactly "
+                "the anchor's (or a positive's) embedding: the embeddings look collapsed. They are kept as negatives "
+                "so the loss shows it. Pass content ids (view_ids) if these are real duplicate inputs.",
+                stacklevel=6,
+            )
+        if "starved" in self._warned:
+            return
+        has_negative = shared_mask.any(dim=1)
+        if generated_mask is not None:
+            has_negative |= generated_mask.any(dim=1)
+        starved = positive_valid.any(dim=1) & ~has_negative
+        if bool(starved.any()):
+            self._warned.add("starved")
+            warnings.warn(
+                f"SPACL: {int(starved.sum())} of {len(starved)} anchors have no candidate negative in this batch, so "
+                "they carry no loss (statistic `anchors_without_negatives`). Causes: a batch of one sample or of one "
+                "label, candidate_views='columns' with a single column, or every other input a duplicate. Fix: "
+                "larger batches with several labels per batch, candidate_views='all' (or 'auto') for labelled or "
+                "single-column data, or negative columns.",
+                stacklevel=6,
+            )
 
     @staticmethod
     def _bank_ids(

@@ -16,13 +16,17 @@ def _mlp(in_dim: int, hidden_dim: int, out_dim: int) -> nn.Sequential:
 
 
 class AdversarialNegativeGenerator(nn.Module):
-    """A small GAN in embedding space whose generator makes negatives that look like the hard positives.
+    """A small conditional GAN in embedding space whose generator makes negatives that look like hard positives.
 
-    ``G(src, noise)`` maps the detached embedding of a sample's original view plus Gaussian noise to a unit
-    vector; ``D`` scores embeddings. :meth:`update` trains ``D`` to tell the selected hard positives (real)
-    from generated points (fake) and ``G`` to fool ``D`` (non-saturating loss), one Adam step each, with its
-    own optimizers and on detached inputs: the encoder's gradients are never touched. :meth:`generate` returns
-    detached negatives, and nothing until ``warmup_steps`` updates have been made.
+    ``G`` is residual and conditioned on its source: ``G(src, noise) = normalize(src + h([src, noise]))``, with
+    the last layer of ``h`` scaled by ``init_scale`` so that a generated point starts next to its own sample
+    (not in a random direction). ``D`` is conditioned on the source too: it scores pairs ``(src, x)`` from the
+    features ``[src, x, src * x]``; a pair is real when ``x`` is a selected hard positive of ``src`` and fake
+    when ``x = G(src, .)``. :meth:`update` makes ``generator_steps`` Adam steps of ``D`` then ``G``
+    (non-saturating loss) with their own optimizers on detached inputs, so the encoder's gradients are never
+    touched. :meth:`generate` returns detached negatives, and nothing until ``warmup_steps`` updates (training
+    steps) have been made. An unconditional ``D`` with a non-residual ``G`` let ``G`` ignore its input: its
+    points were no closer to their own source than to other samples and carried ~1e-4 of the softmax weight.
 
     Everything random (initial weights, noise) comes from ``seed``, so every data-parallel rank that feeds
     the same gathered inputs holds the same generator. The optimizer state, the noise generator's state and
@@ -35,14 +39,17 @@ class AdversarialNegativeGenerator(nn.Module):
         noise_dim: dimension of the Gaussian noise.
         lr: Adam learning rate of both networks.
         betas: Adam betas.
-        warmup_steps: updates before generated negatives are used.
+        warmup_steps: updates (training steps) before generated negatives are used.
         seed: seed of the initial weights and of the noise.
-        update_rows: at most this many real and source rows per update, drawn with the seeded noise generator
+        update_rows: at most this many (source, positive) pairs per update, drawn with the seeded noise generator
             (so every process draws the same ones); keeps the GAN's cost flat in the batch size.
+        generator_steps: discriminator and generator steps per :meth:`update` (per training step).
+        init_scale: scale of ``h``'s last layer at initialisation; small keeps generated points near their source.
 
     Shape:
         - :meth:`generate`: ``src [B, D]`` -> ``[B, num_generated, D]`` (``[B, 0, D]`` during warm-up)
-        - :meth:`update`: ``real [M, D]``, ``src [B, D]`` -> dict of float losses
+        - :meth:`update`: ``real [M, D]``, ``src [M, D]`` (row ``m`` of ``real`` is a hard positive of row ``m`` of
+          ``src``) -> dict of float losses and scores
 
     Raises:
         ValueError: on an out-of-range argument, or inputs of the wrong shape / non-finite values.
@@ -50,7 +57,8 @@ class AdversarialNegativeGenerator(nn.Module):
     Example:
         >>> gen = AdversarialNegativeGenerator(embedding_dim=16, warmup_steps=0)
         >>> src = torch.nn.functional.normalize(torch.randn(4, 16), dim=-1)
-        >>> gen.update(real=src, src=src)["generator_loss"] > 0
+        >>> positives = torch.nn.functional.normalize(src + 0.5 * torch.randn(4, 16), dim=-1)
+        >>> gen.update(real=positives, src=src)["generator_loss"] > 0
         True
         >>> gen.generate(src).shape
         torch.Size([4, 1, 16])
@@ -67,6 +75,8 @@ class AdversarialNegativeGenerator(nn.Module):
         warmup_steps: int = 100,
         seed: int = 0,
         update_rows: int = 256,
+        generator_steps: int = 1,
+        init_scale: float = 0.1,
     ) -> None:
         super().__init__()
         self.embedding_dim = check_int("embedding_dim", embedding_dim, 1)
@@ -80,11 +90,16 @@ class AdversarialNegativeGenerator(nn.Module):
         self.warmup_steps = check_int("warmup_steps", warmup_steps, 0)
         self.seed = check_int("seed", seed, 0)
         self.update_rows = check_int("update_rows", update_rows, 1)
+        self.generator_steps = check_int("generator_steps", generator_steps, 1)
+        self.init_scale = check_positive_float("init_scale", init_scale)
 
         with torch.random.fork_rng(devices=[]):  # seeded weights without touching the global RNG
             torch.manual_seed(self.seed)
             self.generator = _mlp(embedding_dim + noise_dim, hidden_dim, embedding_dim)
-            self.discriminator = _mlp(embedding_dim, hidden_dim, 1)
+            self.discriminator = _mlp(3 * embedding_dim, hidden_dim, 1)
+        with torch.no_grad():  # h starts small: G(src, .) starts next to src
+            self.generator[-1].weight.mul_(self.init_scale)
+            self.generator[-1].bias.mul_(self.init_scale)
         self.generator_optimizer = torch.optim.Adam(self.generator.parameters(), lr=self.lr, betas=self.betas)
         self.discriminator_optimizer = torch.optim.Adam(self.discriminator.parameters(), lr=self.lr, betas=self.betas)
         self.noise = torch.Generator().manual_seed(self.seed)  # CPU noise: the same on every device
@@ -101,6 +116,8 @@ class AdversarialNegativeGenerator(nn.Module):
             "warmup_steps": self.warmup_steps,
             "seed": self.seed,
             "update_rows": self.update_rows,
+            "generator_steps": self.generator_steps,
+            "init_scale": self.init_scale,
         }
 
     @property
@@ -118,16 +135,20 @@ class AdversarialNegativeGenerator(nn.Module):
 
     def _fake(self, src: Tensor, per_source: int) -> Tensor:
         """``per_source`` generated unit vectors per source row, ``[B * per_source, D]`` (row-major)."""
-        src = F.normalize(src.detach().float(), dim=-1).to(self._param_device())
-        noise = torch.randn(src.shape[0] * per_source, self.noise_dim, generator=self.noise).to(src.device)
-        inputs = torch.cat([src.repeat_interleave(per_source, dim=0), noise], dim=1)
-        return F.normalize(self.generator(inputs), dim=-1)
+        src = F.normalize(src.detach().float(), dim=-1).to(self._param_device()).repeat_interleave(per_source, dim=0)
+        noise = torch.randn(src.shape[0], self.noise_dim, generator=self.noise).to(src.device)
+        return F.normalize(src + self.generator(torch.cat([src, noise], dim=1)), dim=-1)
 
-    def _subsample(self, rows: Tensor) -> Tensor:
-        if rows.shape[0] <= self.update_rows:
+    def _score(self, src: Tensor, candidate: Tensor) -> Tensor:
+        """``D``'s logit that ``candidate`` is a hard positive of ``src`` (row by row)."""
+        return self.discriminator(torch.cat([src, candidate, src * candidate], dim=1))
+
+    def _subsample(self, *rows: Tensor) -> tuple[Tensor, ...]:
+        """The same random subset of at most ``update_rows`` rows of each aligned tensor."""
+        if rows[0].shape[0] <= self.update_rows:
             return rows
-        chosen = torch.randperm(rows.shape[0], generator=self.noise)[: self.update_rows]
-        return rows[chosen.to(rows.device)]
+        chosen = torch.randperm(rows[0].shape[0], generator=self.noise)[: self.update_rows].to(rows[0].device)
+        return tuple(r[chosen] for r in rows)
 
     @torch.no_grad()
     def generate(self, src: Tensor) -> Tensor:
@@ -140,37 +161,51 @@ class AdversarialNegativeGenerator(nn.Module):
         return fake.view(src.shape[0], self.num_generated, -1).to(device=src.device, dtype=src.dtype)
 
     def update(self, real: Tensor, src: Tensor) -> dict[str, float]:
-        """One discriminator step and one generator step on detached inputs; returns their losses."""
+        """``generator_steps`` discriminator and generator steps on detached (source, hard positive) pairs.
+
+        Returns the last step's losses, ``D``'s mean real / fake scores, and the mean cosine of generated points
+        to their source (``generator_source_cosine``) against that of the real positives
+        (``positive_source_cosine``).
+        """
         self._check_src("real", real)
         self._check_src("src", src)
+        if real.shape[0] != src.shape[0]:
+            raise ValueError(
+                f"`real` and `src` must be aligned pairs (row m of `real` a positive of row m of `src`), got "
+                f"{tuple(real.shape)} and {tuple(src.shape)}."
+            )
         device = self._param_device()
-        real, src = self._subsample(real), self._subsample(src)
+        real, src = self._subsample(real, src)
         with torch.enable_grad(), torch.autocast(device_type=device.type, enabled=False):
             real = F.normalize(real.detach().float(), dim=-1).to(device)
-            fake = self._fake(src, 1)
-            real_score = self.discriminator(real)
-            fake_score = self.discriminator(fake.detach())
-            disc_loss = F.binary_cross_entropy_with_logits(
-                real_score, torch.ones_like(real_score)
-            ) + F.binary_cross_entropy_with_logits(fake_score, torch.zeros_like(fake_score))
-            self.discriminator_optimizer.zero_grad(set_to_none=True)
-            disc_loss.backward()
-            self.discriminator_optimizer.step()
+            src = F.normalize(src.detach().float(), dim=-1).to(device)
+            for _ in range(self.generator_steps):
+                fake = self._fake(src, 1)
+                real_score = self._score(src, real)
+                fake_score = self._score(src, fake.detach())
+                disc_loss = F.binary_cross_entropy_with_logits(
+                    real_score, torch.ones_like(real_score)
+                ) + F.binary_cross_entropy_with_logits(fake_score, torch.zeros_like(fake_score))
+                self.discriminator_optimizer.zero_grad(set_to_none=True)
+                disc_loss.backward()
+                self.discriminator_optimizer.step()
 
-            fool_score = self.discriminator(fake)
-            gen_loss = F.binary_cross_entropy_with_logits(fool_score, torch.ones_like(fool_score))
-            self.generator_optimizer.zero_grad(set_to_none=True)
-            gen_loss.backward()
-            self.generator_optimizer.step()
-            # the generator step also left gradients on D; clear both so nothing leaks into other optimizers
-            self.generator_optimizer.zero_grad(set_to_none=True)
-            self.discriminator_optimizer.zero_grad(set_to_none=True)
+                fool_score = self._score(src, fake)
+                gen_loss = F.binary_cross_entropy_with_logits(fool_score, torch.ones_like(fool_score))
+                self.generator_optimizer.zero_grad(set_to_none=True)
+                gen_loss.backward()
+                self.generator_optimizer.step()
+                # the generator step also left gradients on D; clear both so nothing leaks into other optimizers
+                self.generator_optimizer.zero_grad(set_to_none=True)
+                self.discriminator_optimizer.zero_grad(set_to_none=True)
         self.steps += 1
         return {
             "generator_loss": float(gen_loss.detach()),
             "discriminator_loss": float(disc_loss.detach()),
             "discriminator_real_score": float(torch.sigmoid(real_score.detach()).mean()),
             "discriminator_fake_score": float(torch.sigmoid(fake_score.detach()).mean()),
+            "generator_source_cosine": float((fake.detach() * src).sum(-1).mean()),
+            "positive_source_cosine": float((real * src).sum(-1).mean()),
         }
 
     def get_extra_state(self) -> dict[str, Any]:

@@ -6,8 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .checks import at_least_float32, check_fraction, check_int, check_mask, check_positive_float, check_tensor
-from .screening import screen_unchecked
+from .checks import at_least_float32, check_choice, check_fraction, check_int, check_mask, check_tensor, check_temperature
+from .screening import SCREENING_WEIGHTS, screen_unchecked
 
 # A finite stand-in for -inf: exp() of it is exactly 0 in float32, and fully masked rows stay NaN-free.
 _MASKED = -1e9
@@ -26,6 +26,7 @@ def spacl_loss(
     min_negatives: int = 1,
     screening: bool = True,
     normalizer: float | Tensor | None = None,
+    screening_weight: str = "softmax",
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """SPACL loss: multi-positive InfoNCE over the kept positives and the screened candidate negatives.
 
@@ -35,7 +36,8 @@ def spacl_loss(
 
     Candidate negatives are the shared ones (in-batch views, negative columns, a memory queue; masked per
     anchor) and the per-anchor ones (e.g. generated negatives). With ``screening`` they are reduced by
-    :func:`relative_screen` to the shortest most-similar set holding ``mass`` of their softmax weight.
+    :func:`relative_screen` to the shortest most-similar set holding ``mass`` of their total weight
+    (``screening_weight``: softmax weight or, as in the paper, raw similarity).
     Screening carries no gradient; the loss does, through anchors, positives and kept negatives. Logits are
     computed in float32 even under autocast. Anchors without a valid positive carry no loss.
 
@@ -53,6 +55,7 @@ def spacl_loss(
         screening: ``False`` keeps every valid candidate (plain multi-positive InfoNCE).
         normalizer: divide the summed per-anchor losses by this instead of the local count of anchors with a
             positive (data parallelism passes ``global count / world size`` so every rank averages alike).
+        screening_weight: ``"softmax"`` or ``"similarity"``, see :func:`relative_screen`.
 
     Shape:
         - anchors: ``[B, D]``; positives: ``[B, P, D]``; positive_mask: ``[B, P]``
@@ -73,8 +76,9 @@ def spacl_loss(
     References:
         SnaPhArd Contrast Learning (SPACL), ICLR 2026.
     """
-    temperature = check_positive_float("temperature", temperature)
+    temperature = check_temperature("temperature", temperature)
     mass = check_fraction("mass", mass)
+    screening_weight = check_choice("screening_weight", screening_weight, SCREENING_WEIGHTS)
     min_negatives = check_int("min_negatives", min_negatives, 0)
     check_tensor("anchors", anchors, ndim=2, floating=True, finite=True)
     batch, dim = anchors.shape
@@ -117,6 +121,7 @@ def spacl_loss(
         return infonce_unchecked(
             anchors, positives, positive_mask, shared_negatives, shared_negative_mask, anchor_negatives,
             anchor_negative_mask, temperature, mass, min_negatives, screening, normalizer, with_stats=True,
+            screening_weight=screening_weight,
         )  # fmt: skip
 
 
@@ -134,6 +139,7 @@ def infonce_unchecked(
     screening: bool,
     normalizer: float | Tensor | None,
     with_stats: bool,
+    screening_weight: str = "softmax",
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """:func:`spacl_loss` on unit-norm float32/float64 inputs with boolean masks, without argument checks."""
     batch = anchors.shape[0]
@@ -152,7 +158,7 @@ def infonce_unchecked(
     else:
         negatives = scaled.new_zeros(batch, 0)
         candidate = torch.zeros(batch, 0, dtype=torch.bool, device=anchors.device)
-    keep = screen_unchecked(negatives, mass, min_negatives, candidate) if screening else candidate
+    keep = screen_unchecked(negatives, mass, min_negatives, candidate, screening_weight) if screening else candidate
 
     # arithmetic masking (faster than masked_fill on CPU); masked logits get exactly zero softmax weight
     pos_logits = torch.einsum("bd,bpd->bp", scaled, positives) + (~positive_mask) * _MASKED
@@ -168,9 +174,11 @@ def infonce_unchecked(
     loss = torch.where(has_positive, per_anchor, 0.0).sum() / normalizer
     if not with_stats:
         return loss, {}
+    num_anchor_negatives = 0 if anchor_negatives is None else anchor_negatives.shape[1]
     stats = _statistics(
-        anchors, positives, positive_mask, negatives.detach() * temperature, candidate, keep, has_positive
-    )
+        anchors, positives, positive_mask, negatives.detach(), temperature, candidate, keep, has_positive,
+        num_anchor_negatives,
+    )  # fmt: skip
     return loss, stats
 
 
@@ -179,12 +187,14 @@ def _statistics(
     anchors: Tensor,
     positives: Tensor,
     positive_mask: Tensor,
-    negative_cos: Tensor,
+    negative_logits: Tensor,
+    temperature: float,
     candidate: Tensor,
     keep: Tensor,
     has_positive: Tensor,
+    num_anchor_negatives: int,
 ) -> dict[str, Tensor]:
-    """Detached summaries for logging: what screening kept and how spread the positives are."""
+    """Detached summaries for logging: what screening kept and removed, and how spread the positives are."""
     rows = has_positive.float()
     pos_cos = torch.einsum("bd,bpd->bp", anchors, positives.detach())
     # positive spread: mean pairwise cosine distance inside {anchor} + selected positives
@@ -197,12 +207,27 @@ def _statistics(
     def mean(values: Tensor, mask: Tensor) -> Tensor:
         return (values * mask).sum() / mask.sum().clamp(min=1)
 
-    return {
+    # softmax weight of each candidate negative within its anchor's candidates (0 where not a candidate)
+    weight = torch.softmax(negative_logits + (~candidate) * _MASKED, dim=1) * candidate
+    with_candidates = candidate.any(dim=1) & has_positive
+    kept_weight = (weight * keep).sum(dim=1)
+    stats = {
         "kept_negative_fraction": keep.sum() / candidate.sum().clamp(min=1),
         "kept_negatives_per_anchor": mean(keep.sum(1).float(), rows),
+        "screened_weight_fraction": mean(1.0 - kept_weight, with_candidates.float()),
+        "anchors_without_negatives": mean((~candidate.any(dim=1)).float(), rows),
         "mean_positive_similarity": mean(pos_cos, positive_mask),
-        "mean_negative_similarity": mean(negative_cos.detach(), keep),
+        "mean_negative_similarity": mean(negative_logits * temperature, keep),
         "positive_spread": distance.sum() / pair.sum().clamp(min=1),
         "positives_per_anchor": mean(positive_mask.sum(1).float(), rows),
         "anchors_with_positive": has_positive.float().mean(),
     }
+    real = candidate[:, : candidate.shape[1] - num_anchor_negatives]
+    if real.shape[1] > 0:
+        hardest = (negative_logits[:, : real.shape[1]] + (~real) * _MASKED).max(dim=1).values * temperature
+        has_real = real.any(dim=1) & has_positive
+        stats["hardest_negative_cosine"] = hardest[has_real].median() if bool(has_real.any()) else hardest.new_zeros(())
+    if num_anchor_negatives:  # share of the kept negatives' softmax weight held by the per-anchor negatives
+        own = (weight * keep)[:, -num_anchor_negatives:].sum(dim=1)
+        stats["anchor_negative_weight_fraction"] = mean(own / kept_weight.clamp(min=1e-30), with_candidates.float())
+    return stats

@@ -88,9 +88,18 @@ def farthest_point_select(
 
 
 @torch.no_grad()
-def farthest_point_unchecked(anchors: Tensor, candidates: Tensor, k: int, available: Tensor) -> tuple[Tensor, Tensor]:
-    """:func:`farthest_point_select` on unit-norm inputs with a boolean mask, without argument checks."""
+def farthest_point_unchecked(
+    anchors: Tensor, candidates: Tensor, k: int, available: Tensor, preferred: Tensor | None = None
+) -> tuple[Tensor, Tensor]:
+    """:func:`farthest_point_select` on unit-norm inputs with a boolean mask, without argument checks.
+
+    ``preferred`` (``[B, C]`` bool) puts a tier first: while a preferred candidate is available it wins over
+    every other (farthest first within the tier); the others fill the remaining slots, still by distance to
+    everything chosen so far. SPACL's ``positive_pool="views+labels"`` prefers the sample's own views.
+    """
     available = available.clone()
+    # cosine distances lie in [0, 2]: a bonus of 4 ranks every preferred candidate above every other
+    bonus = None if preferred is None else preferred.to(anchors.dtype) * 4.0
     batch = anchors.shape[0]
     rows = torch.arange(batch, device=anchors.device)
     min_distance = 1.0 - _similarity(anchors, candidates)
@@ -98,7 +107,8 @@ def farthest_point_unchecked(anchors: Tensor, candidates: Tensor, k: int, availa
     indices = torch.zeros(batch, steps, dtype=torch.long, device=anchors.device)
     valid = torch.zeros(batch, steps, dtype=torch.bool, device=anchors.device)
     for step in range(steps):  # k is small (lambda_P); every step is vectorised over the batch
-        score = min_distance.masked_fill(~available, float("-inf"))
+        score = min_distance if bonus is None else min_distance + bonus
+        score = score.masked_fill(~available, float("-inf"))
         chosen = score.argmax(dim=1)
         indices[:, step] = chosen
         valid[:, step] = available[rows, chosen]

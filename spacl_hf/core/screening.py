@@ -5,7 +5,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .checks import check_fraction, check_int, check_mask, check_tensor
+from .checks import check_choice, check_fraction, check_int, check_mask, check_tensor
+
+SCREENING_WEIGHTS = ("softmax", "similarity")
 
 # Bisection brackets the threshold before the bracket is resolved exactly by a topk. Each step is one cheap pass
 # over the logits and halves the bracket in logit space; the topk's cost grows fast with the bracket's width, so
@@ -21,14 +23,24 @@ _FAR = 1e30
 
 
 @torch.no_grad()
-def relative_screen(logits: Tensor, mass: float = 0.95, min_keep: int = 1, mask: Tensor | None = None) -> Tensor:
-    """Keep the shortest most-similar prefix of candidates that holds at least ``mass`` of their softmax weight.
+def relative_screen(
+    logits: Tensor, mass: float = 0.95, min_keep: int = 1, mask: Tensor | None = None, weight: str = "softmax"
+) -> Tensor:
+    """Keep the shortest most-similar prefix of candidates that holds at least ``mass`` of their total weight.
 
     Per row, with the valid candidates sorted by logit, the kept set is the smallest top prefix whose share of
-    ``sum(exp(logit))`` over the valid candidates reaches ``mass`` (and at least ``min_keep`` candidates, when
-    that many exist). Candidates tied with the last kept one are kept too, so every kept candidate is at least
-    as similar as every dropped one and the result does not depend on the order of ties. The weights are the
-    softmax of the logits, not the raw cosines, because cosines can be negative. No gradient flows through it.
+    the valid candidates' total weight reaches ``mass`` (and at least ``min_keep`` candidates, when that many
+    exist). Candidates tied with the last kept one are kept too, so every kept candidate is at least as similar
+    as every dropped one and the result does not depend on the order of ties. No gradient flows through it.
+
+    The weight of a candidate (``weight``):
+
+    - ``"softmax"``: ``exp(logit)``. Gentle: the dropped candidates hold at most ``1 - mass`` of the softmax
+      mass, so the InfoNCE loss of a row moves by at most ``-ln(mass)`` (0.051 nats at 0.95).
+    - ``"similarity"``: the raw logit (cosine / temperature; the temperature cancels), the paper's formula read
+      literally. Prefix sums of signed cosines are not monotone, so when a row's total is > 0 the kept prefix
+      is the shortest whose cumulative sum reaches ``mass * total`` (it exists: the prefix sums peak at or
+      above the total); when the total is <= 0 only the ``min_keep`` most similar are kept. Aggressive.
 
     The result is that of a full sort, computed without one: the threshold is bracketed by bisection in logit
     space and the candidates left inside the bracket are ordered exactly (a sort of ``[B, N]`` costs more than
@@ -40,6 +52,7 @@ def relative_screen(logits: Tensor, mass: float = 0.95, min_keep: int = 1, mask:
             The paper's ``lambda_Q``, default 0.95.
         min_keep: always keep at least this many of the most similar valid candidates.
         mask: ``True`` where a candidate is valid; invalid ones are never kept.
+        weight: ``"softmax"`` or ``"similarity"`` (see above).
 
     Shape:
         - logits: ``[B, N]``
@@ -47,11 +60,14 @@ def relative_screen(logits: Tensor, mass: float = 0.95, min_keep: int = 1, mask:
         - output: ``[B, N]`` bool keep-mask
 
     Raises:
-        ValueError: on a wrong rank, dtype, shape, NaN logits, or an out-of-range ``mass`` / ``min_keep``.
+        ValueError: on a wrong rank, dtype, shape, NaN logits, or an out-of-range ``mass`` / ``min_keep`` /
+            ``weight``.
 
     Example:
         >>> logits = torch.tensor([[10.0, 9.0, 0.0, -5.0]])
         >>> relative_screen(logits, mass=0.95)
+        tensor([[ True,  True, False, False]])
+        >>> relative_screen(torch.tensor([[0.9, 0.5, 0.1, 0.05]]), mass=0.8, weight="similarity")
         tensor([[ True,  True, False, False]])
 
     References:
@@ -63,12 +79,13 @@ def relative_screen(logits: Tensor, mass: float = 0.95, min_keep: int = 1, mask:
     mass = check_fraction("mass", mass)
     min_keep = check_int("min_keep", min_keep, 0)
     check_mask("mask", mask, tuple(logits.shape), "[B, N]")
+    weight = check_choice("weight", weight, SCREENING_WEIGHTS)
     valid = torch.isfinite(logits) if mask is None else mask & torch.isfinite(logits)
-    return screen_unchecked(logits, mass, min_keep, valid)
+    return screen_unchecked(logits, mass, min_keep, valid, weight)
 
 
 @torch.no_grad()
-def screen_unchecked(logits: Tensor, mass: float, min_keep: int, valid: Tensor) -> Tensor:
+def screen_unchecked(logits: Tensor, mass: float, min_keep: int, valid: Tensor, weight: str = "softmax") -> Tensor:
     """:func:`relative_screen` on finite logits with a given validity mask, without argument checks.
 
     Anchors are screened in chunks of about ``_CHUNK_ELEMENTS`` logits: the passes over a chunk stay in
@@ -78,13 +95,16 @@ def screen_unchecked(logits: Tensor, mass: float, min_keep: int, valid: Tensor) 
         return valid
     rows = max(1, _CHUNK_ELEMENTS // logits.shape[1])
     if logits.shape[0] <= rows:
-        return _screen_chunk(logits, mass, min_keep, valid)
+        return _screen_chunk(logits, mass, min_keep, valid, weight)
     return torch.cat(
-        [_screen_chunk(logits[i : i + rows], mass, min_keep, valid[i : i + rows]) for i in range(0, len(logits), rows)]
+        [
+            _screen_chunk(logits[i : i + rows], mass, min_keep, valid[i : i + rows], weight)
+            for i in range(0, len(logits), rows)
+        ]
     )
 
 
-def _screen_chunk(logits: Tensor, mass: float, min_keep: int, valid: Tensor) -> Tensor:
+def _screen_chunk(logits: Tensor, mass: float, min_keep: int, valid: Tensor, weight_kind: str) -> Tensor:
     # Work on [N, B]: per-anchor values then broadcast along the outer axis, which CPU kernels vectorise
     # (broadcasting a [B, 1] column along the contiguous axis is several times slower).
     scores = logits.detach().T
@@ -94,8 +114,17 @@ def _screen_chunk(logits: Tensor, mass: float, min_keep: int, valid: Tensor) -> 
     scores = torch.addcmul(scores, invalid, scores.new_tensor(-_FAR)).contiguous()
     top = scores.max(dim=0, keepdim=True).values
     top = top * (top > -_FAR / 2)  # rows with nothing valid: any finite shift will do
-    weight = torch.exp(scores - top)  # softmax weights up to the anchor's constant; exactly 0 where invalid
-    target = mass * weight.sum(dim=0, keepdim=True)
+    if weight_kind == "softmax":
+        weight = torch.exp(scores - top)  # softmax weights up to the anchor's constant; exactly 0 where invalid
+        target = mass * weight.sum(dim=0, keepdim=True)
+        weigh = lambda values: torch.exp(values - top)  # noqa: E731
+    else:
+        # Signed weights: the cumulative sum rises over the positive logits, then falls. With a positive total the
+        # first crossing of mass * total lies among the positive logits, where the clamped weights are the real
+        # ones and grow monotonically: the same bisection finds it. A total <= 0 keeps only min_keep (below).
+        weight = scores.clamp(min=0)  # invalid ones sit at -_FAR: weight 0
+        target = mass * (logits.detach().T.to(scores.dtype) * (1 - invalid)).sum(dim=0, keepdim=True)
+        weigh = lambda values: values.clamp(min=0)  # noqa: E731
 
     # Invariant: weight(> low) >= target > weight(> high), so the threshold (the largest logit v whose
     # weight(>= v) reaches the target) lies in (low, high]. Any lower bound of the valid logits serves as
@@ -124,11 +153,13 @@ def _screen_chunk(logits: Tensor, mass: float, min_keep: int, valid: Tensor) -> 
 
     # Order the few candidates inside the bracket; the last kept is the first whose running weight reaches target.
     bracket, _ = torch.topk(torch.where(inside, scores, -_FAR), width, dim=0)
-    running = weight_high + torch.cumsum(torch.exp(bracket - top), dim=0)
+    running = weight_high + torch.cumsum(weigh(bracket), dim=0)
     # If rounding leaves the running sum a hair short of the target, the threshold is still the lowest
     # candidate inside this anchor's bracket (never the padding past it, which would keep everything).
     last_kept = torch.minimum((running < target).sum(dim=0, keepdim=True), (inside_count - 1).clamp(min=0))
     threshold = bracket.gather(0, last_kept)
+    if weight_kind == "similarity":  # a total <= 0 has no prefix to keep: only the min_keep most similar
+        threshold = torch.where(target > 0, threshold, torch.full_like(threshold, float("inf")))
     if min_keep == 1:
         threshold = torch.minimum(threshold, scores.max(dim=0, keepdim=True).values)
     elif min_keep > 1:

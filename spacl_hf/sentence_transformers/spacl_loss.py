@@ -30,6 +30,7 @@ class SPACLLoss(nn.Module):
         temperature: float = 0.05,
         num_positives: int = 2,
         screening_mass: float = 0.95,
+        screening_weight: str = "softmax",
         min_negatives: int = 1,
         num_positive_columns: int = 1,
         num_views: int = 1,
@@ -41,6 +42,9 @@ class SPACLLoss(nn.Module):
         generator_warmup_steps: int = 100,
         generator_lr: float = 1e-4,
         generator_seed: int = 0,
+        generator_steps: int = 1,
+        positive_pool: str = "labels",
+        candidate_views: str = "auto",
         mask_duplicates: bool = True,
         gather_across_devices: bool = False,
     ) -> None:
@@ -55,7 +59,7 @@ class SPACLLoss(nn.Module):
         3. adds **adversarially generated hard negatives** from a small GAN in embedding space, trained on the
            side with its own optimizer (the encoder's gradients are untouched);
         4. **screens** the candidate negatives (other samples' positive and negative columns, generated ones)
-           down to the shortest most-similar set holding ``screening_mass`` of their softmax weight,
+           down to the shortest most-similar set holding ``screening_mass`` of their weight,
 
         and minimises the multi-positive InfoNCE over what is kept. Texts that occur twice in a batch are never
         each other's negatives (compared by their tokens, not by position).
@@ -65,8 +69,11 @@ class SPACLLoss(nn.Module):
             temperature: logits are ``cos / temperature``; ``0.05`` equals MultipleNegativesRankingLoss' scale 20.
             num_positives: hard positives per anchor (``lambda_P``, paper default 2; accuracy drops past 4).
                 Capped by what exists: with pairs and ``num_views=1`` there is one positive.
-            screening_mass: share of the candidate negatives' softmax weight kept by screening (``lambda_Q``,
-                paper default 0.95).
+            screening_mass: share of the candidate negatives' weight kept by screening (``lambda_Q``, paper
+                default 0.95).
+            screening_weight: ``"softmax"`` (``exp(cos / tau)``: gentle, each anchor's loss moves by at most
+                ``-ln(screening_mass)``) or ``"similarity"`` (raw cosines, the paper's formula: aggressive). The
+                default stays ``"softmax"`` until the quality studies have measured which wins on dev data.
             min_negatives: screening keeps at least this many negatives per anchor.
             num_positive_columns: how many columns after the anchor are positives; the columns after those are
                 negatives.
@@ -83,6 +90,13 @@ class SPACLLoss(nn.Module):
             generator_warmup_steps: training steps before generated negatives are used.
             generator_lr: learning rate of the generator's and discriminator's Adam optimizers.
             generator_seed: seed of the generator's weights and noise (the same on every process).
+            generator_steps: generator and discriminator updates per training step.
+            positive_pool: in the label format, where hard positives come from: ``"labels"`` (same-label texts,
+                with the anchor's dropout views when ``num_views > 1``), ``"views"`` (only the anchor's own
+                dropout views; needs ``num_views >= 2``) or ``"views+labels"`` (own views first).
+            candidate_views: ``"auto"`` (column data: the positive and negative columns of other samples are
+                negatives, as in MultipleNegativesRankingLoss; label format: every view), ``"columns"`` or
+                ``"all"`` (other samples' anchors are negatives too).
             mask_duplicates: a text identical to the anchor or one of its positives is never its negative.
             gather_across_devices: gather candidates from every process, with gradients, under multi-process
                 training (``accelerate launch``, ``torchrun``); the generator stays identical on every process.
@@ -165,18 +179,20 @@ class SPACLLoss(nn.Module):
                 lr=generator_lr,
                 warmup_steps=generator_warmup_steps,
                 seed=generator_seed,
+                generator_steps=generator_steps,
             )
         self.criterion = SPACLCriterion(
             temperature=temperature,
             num_positives=num_positives,
             screening_mass=screening_mass,
+            screening_weight=screening_weight,
             min_negatives=min_negatives,
             dynamic_anchor=False,  # decided per batch layout, see `dynamic_anchor`
             farthest_point=farthest_point,
             screening=screening,
             generator=generator,
-            candidate_views="all",  # decided per batch layout
-            label_positives=True,
+            candidate_views=candidate_views,  # "auto" is resolved per batch layout by spacl_from_columns
+            positive_pool=positive_pool,
             mask_duplicates=mask_duplicates,
             gather_across_devices=gather_across_devices,
         )
@@ -196,8 +212,6 @@ class SPACLLoss(nn.Module):
     def get_config_dict(self) -> dict[str, Any]:
         config = self.criterion.get_config_dict()
         generator = config.pop("generator")
-        config.pop("candidate_views")
-        config.pop("label_positives")
         config.update(
             {
                 "num_positive_columns": self.num_positive_columns,
@@ -213,6 +227,7 @@ class SPACLLoss(nn.Module):
                     "generator_warmup_steps": generator["warmup_steps"],
                     "generator_lr": generator["lr"],
                     "generator_seed": generator["seed"],
+                    "generator_steps": generator["generator_steps"],
                 }
             )
         return config
@@ -270,7 +285,13 @@ class SPACLLoss(nn.Module):
         if content_ids is not None:
             ids = torch.stack([content_ids[0]] * self.num_views + list(content_ids[1:]))
         loss, stats = spacl_from_columns(
-            self.criterion, torch.stack(embeddings), layout, labels, ids, dynamic_anchor=self.dynamic_anchor
+            self.criterion,
+            torch.stack(embeddings),
+            layout,
+            labels,
+            ids,
+            dynamic_anchor=self.dynamic_anchor,
+            candidate_views=self.criterion.candidate_views,
         )
         if self.training and torch.is_grad_enabled():
             self.statistics.add(stats)

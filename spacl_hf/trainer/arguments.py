@@ -9,6 +9,8 @@ from transformers import TrainingArguments
 
 from spacl_hf.core import AdversarialNegativeGenerator, SPACLCriterion
 from spacl_hf.core.checks import check_bool, check_choice, check_int
+from spacl_hf.core.criterion import CANDIDATE_VIEWS, POSITIVE_POOLS
+from spacl_hf.core.screening import SCREENING_WEIGHTS
 
 POOLING_CHOICES = ("mean", "cls", "pooler")
 # core argument names whose command-line name differs (after the `spacl_` prefix)
@@ -27,9 +29,10 @@ class SPACLTrainingArguments(TrainingArguments):
 
     Fields:
         spacl_*: the :class:`~spacl_hf.core.SPACLCriterion` settings (temperature, num_positives, screening_mass,
-            min_negatives, dynamic_anchor, farthest_point, screening, candidate_views, mask_duplicates,
-            gather_across_devices), the generator's (adversarial_negatives, num_generated, generator_warmup_steps,
-            generator_lr, generator_seed) and ``spacl_pooling`` (``mean``, ``cls`` or ``pooler``); every
+            screening_weight, min_negatives, dynamic_anchor, farthest_point, screening, candidate_views,
+            positive_pool, mask_duplicates, gather_across_devices), the generator's (adversarial_negatives,
+            num_generated, generator_warmup_steps, generator_lr, generator_seed, generator_steps) and
+            ``spacl_pooling`` (``mean``, ``cls`` or ``pooler``); every
             ``transformers.TrainingArguments`` field as well. ``--help`` of a script using HfArgumentParser lists
             them with their help texts.
 
@@ -50,11 +53,20 @@ class SPACLTrainingArguments(TrainingArguments):
         default=0.95,
         metadata={"help": "Share of the negatives' softmax weight kept by screening (lambda_Q, paper: 0.95)."},
     )
-    spacl_min_negatives: int = field(default=1, metadata={"help": "Screening keeps at least this many negatives."})
-    spacl_dynamic_anchor: bool = field(
-        default=False,
+    spacl_screening_weight: str = field(
+        default="softmax",
         metadata={
-            "help": "Use each sample's hardest view as anchor. Leave off for asymmetric pairs (query -> document)."
+            "help": "Weight screening sums: 'softmax' (exp(cos / tau), gentle: moves each loss by at most "
+            "-ln(screening_mass)) or 'similarity' (raw cosines, the paper's formula: aggressive).",
+            "choices": list(SCREENING_WEIGHTS),
+        },
+    )
+    spacl_min_negatives: int = field(default=1, metadata={"help": "Screening keeps at least this many negatives."})
+    spacl_dynamic_anchor: bool | None = field(
+        default=None,
+        metadata={
+            "help": "Use each sample's hardest view as anchor. Default: on for labelled data and images (every view "
+            "is the same input), off for text columns. Leave off for asymmetric pairs (query -> document)."
         },
     )
     spacl_farthest_point: bool = field(default=True, metadata={"help": "Farthest-point selection of hard positives."})
@@ -70,12 +82,24 @@ class SPACLTrainingArguments(TrainingArguments):
     spacl_generator_seed: int = field(
         default=0, metadata={"help": "Seed of the generator (identical on every process)."}
     )
+    spacl_generator_steps: int = field(
+        default=1, metadata={"help": "Generator and discriminator updates per training step."}
+    )
     spacl_candidate_views: str = field(
-        default="columns",
+        default="auto",
         metadata={
             "help": "Which views of other samples are negatives: 'columns' (positive and negative columns, the "
-            "MultipleNegativesRankingLoss convention) or 'all' (every view, SimCLR; the default for labels / images).",
-            "choices": ["columns", "all"],
+            "MultipleNegativesRankingLoss convention), 'all' (every view, SimCLR) or 'auto' (the default: 'all' "
+            "for labelled data and images, 'columns' for text columns).",
+            "choices": list(CANDIDATE_VIEWS),
+        },
+    )
+    spacl_positive_pool: str = field(
+        default="labels",
+        metadata={
+            "help": "Where hard positives come from with labels: 'labels' (own and same-label samples' views alike), "
+            "'views' (own views only, the paper) or 'views+labels' (own views first, then same-label samples).",
+            "choices": list(POSITIVE_POOLS),
         },
     )
     spacl_mask_duplicates: bool = field(
@@ -101,8 +125,9 @@ class SPACLTrainingArguments(TrainingArguments):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check_choice("spacl_candidate_views", self.spacl_candidate_views, ("columns", "all"))
         check_choice("spacl_pooling", self.spacl_pooling, POOLING_CHOICES)
+        if self.spacl_dynamic_anchor is not None:
+            check_bool("spacl_dynamic_anchor", self.spacl_dynamic_anchor)
         check_bool("spacl_adversarial_negatives", self.spacl_adversarial_negatives)
         check_int("spacl_generator_warmup_steps", self.spacl_generator_warmup_steps, 0)
         if self.remove_unused_columns:
@@ -123,11 +148,13 @@ class SPACLTrainingArguments(TrainingArguments):
             temperature=self.spacl_temperature,
             num_positives=self.spacl_num_positives,
             screening_mass=self.spacl_screening_mass,
+            screening_weight=self.spacl_screening_weight,
             min_negatives=self.spacl_min_negatives,
-            dynamic_anchor=self.spacl_dynamic_anchor,
+            dynamic_anchor=bool(self.spacl_dynamic_anchor),  # per batch, see SPACLTrainer.compute_loss
             farthest_point=self.spacl_farthest_point,
             screening=self.spacl_screening,
             candidate_views=self.spacl_candidate_views,
+            positive_pool=self.spacl_positive_pool,
             mask_duplicates=self.spacl_mask_duplicates,
             gather_across_devices=self.spacl_gather_across_devices,
         )
@@ -151,5 +178,6 @@ class SPACLTrainingArguments(TrainingArguments):
                 lr=self.spacl_generator_lr,
                 warmup_steps=self.spacl_generator_warmup_steps,
                 seed=self.spacl_generator_seed,
+                generator_steps=self.spacl_generator_steps,
             )
         return SPACLCriterion(generator=generator, **self.criterion_kwargs())

@@ -92,7 +92,7 @@ class SPACLTrainer(Trainer):
             layout,
             labels=inputs.get("labels"),
             content_ids=content_ids,
-            dynamic_anchor=None if layout.uses_labels else self.args.spacl_dynamic_anchor,
+            dynamic_anchor=self.args.spacl_dynamic_anchor,  # None: on for labels / images, off for columns
             candidate_views=self.args.spacl_candidate_views,
         )
         if model.training and torch.is_grad_enabled():

@@ -17,8 +17,9 @@ class ImageViewCollator:
     """Stack ``pixel_values``, make ``pipeline.num_views`` views per image, lay them out column-major.
 
     View 0 is the anchor column and the other views are its positive columns; with ``supervised`` the labels go
-    along (same label = positive candidates), otherwise only the views of the same image are positives. Use
-    ``spacl_candidate_views="all"`` (SimCLR convention: every view of every other image is a candidate negative).
+    along (same label = positive candidates), otherwise only the views of the same image are positives. The
+    layout marks the views as interchangeable, so ``spacl_candidate_views="auto"`` (the default) makes every view
+    of every other image a candidate negative (SimCLR convention) and the dynamic anchor defaults to on.
 
     Args:
         pipeline: the augmentation.
@@ -46,7 +47,7 @@ class ImageViewCollator:
         num_views = views.shape[1]
         batch: dict[str, Any] = {
             "pixel_values": views.transpose(0, 1).flatten(0, 1),  # column-major: all view 0, then all view 1, ...
-            "spacl_layout": ColumnLayout(1, num_views - 1, 0, uses_labels=self.supervised),
+            "spacl_layout": ColumnLayout(1, num_views - 1, 0, uses_labels=self.supervised, interchangeable=True),
         }
         if self.supervised:
             batch["labels"] = torch.tensor([int(row[self.label_column]) for row in rows])
