@@ -62,6 +62,30 @@ def ref_screen(logits, mass, min_keep, valid):
     return {i for i in idx if logits[i] >= threshold}
 
 
+def ref_screen_similarity(cosines, mass, min_keep, valid):
+    """One row, the paper's rule on raw cosines: with a positive total, the shortest top prefix whose cumulative
+    cosine reaches ``mass * total`` (at least ``min_keep``; ties with the last kept one kept); with a total <= 0,
+    only the ``min_keep`` most similar (ties kept)."""
+    idx = [i for i in range(len(cosines)) if valid[i]]
+    if not idx:
+        return set()
+    idx.sort(key=lambda i: -cosines[i])
+    total = sum(cosines[i] for i in idx)
+    kept, acc = [], 0.0
+    if total > 0:
+        for i in idx:
+            if acc >= mass * total - 1e-12 * abs(total) and len(kept) >= min_keep:
+                break
+            kept.append(i)
+            acc += cosines[i]
+    else:
+        kept = idx[:min_keep]
+    if not kept:
+        return set()
+    threshold = cosines[kept[-1]]
+    return {i for i in idx if cosines[i] >= threshold}
+
+
 def ref_spacl(
     views,
     temperature,
@@ -75,6 +99,8 @@ def ref_spacl(
     screening=True,
     candidate_views="all",
     mask_duplicates=True,
+    screening_weight="softmax",
+    positive_pool="labels",
 ):
     """Per-anchor loop implementation of the whole criterion (no generator); returns the mean loss (float)."""
     views = F.normalize(views.double(), dim=-1)
@@ -89,13 +115,29 @@ def ref_spacl(
             if v != anchors[i]:
                 cands.append(views[i, v])
                 cand_key.append((i, v))
-        if labels is not None:
+        num_own = len(cands)
+        if labels is not None and positive_pool != "views":
             for j in range(batch):
                 if j != i and labels[j] == labels[i]:
                     for v in range(num_views):
                         cands.append(views[j, v])
                         cand_key.append((j, v))
-        if farthest:
+        if farthest and positive_pool == "views+labels":  # own views first (farthest among them), then classmates
+            chosen = ref_farthest(a, cands[:num_own], [True] * num_own, num_positives)
+            chosen_vecs = [a] + [cands[c] for c in chosen]
+            while len(chosen) < num_positives:
+                best, best_d = None, -math.inf
+                for c in range(num_own, len(cands)):
+                    if c in chosen:
+                        continue
+                    d = min(1 - cos(cands[c], s) for s in chosen_vecs)
+                    if d > best_d + 1e-9:
+                        best, best_d = c, d
+                if best is None:
+                    break
+                chosen.append(best)
+                chosen_vecs.append(cands[best])
+        elif farthest:
             chosen = ref_farthest(a, cands, [True] * len(cands), num_positives)
         else:
             chosen = list(range(min(num_positives, len(cands))))
@@ -120,7 +162,10 @@ def ref_spacl(
             negs = [n for n in negs if not any(torch.equal(n, k) for k in keyset)]
         pos_logits = [cos(a, p) / temperature for p in pos]
         neg_logits = [cos(a, n) / temperature for n in negs]
-        if screening:
+        if screening and screening_weight == "similarity":
+            kept = ref_screen_similarity(neg_logits, mass, min_negatives, [True] * len(neg_logits))
+            neg_logits = [neg_logits[k] for k in sorted(kept)]
+        elif screening:
             kept = ref_screen(neg_logits, mass, min_negatives, [True] * len(neg_logits))
             neg_logits = [neg_logits[k] for k in sorted(kept)]
         lse_all = torch.logsumexp(torch.tensor(pos_logits + neg_logits, dtype=torch.float64), 0)

@@ -1,5 +1,7 @@
 """The SPACL loss: exact reductions, the loop reference, gradients, masking and edge cases."""
 
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -274,3 +276,106 @@ def test_column_layout_for_batch_and_spacl_from_columns():
     assert torch.allclose(loss, expected)
     with pytest.raises(ValueError, match="K=4"):
         spacl_from_columns(criterion, columns[:3], layout)
+
+
+@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize(
+    "config",
+    [
+        dict(screening_weight="similarity"),
+        dict(screening_weight="similarity", mass=0.5, candidate_views="columns"),
+        dict(screening_weight="similarity", labels=True),
+        dict(screening_weight="similarity", negatives=True, mass=0.8),
+        dict(labels=True, positive_pool="views"),
+        dict(labels=True, positive_pool="views+labels"),
+        dict(labels=True, positive_pool="views+labels", k=4),
+        dict(labels=True, positive_pool="views+labels", farthest=False),
+    ],
+    ids=["sim", "sim-columns", "sim-labels", "sim-negatives", "pool-views", "pool-both", "pool-both-k4", "pool-both-ord"],
+)
+def test_new_options_match_loop_reference(seed, config):
+    g = torch.Generator().manual_seed(seed)
+    views = torch.randn(10, 4, 16, generator=g)
+    labels = torch.randint(0, 3, (10,), generator=g) if config.get("labels") else None
+    negatives = torch.randn(10, 2, 16, generator=g) if config.get("negatives") else None
+    settings = dict(
+        screening_weight=config.get("screening_weight", "softmax"),
+        positive_pool=config.get("positive_pool", "labels"),
+        candidate_views=config.get("candidate_views", "all"),
+        farthest_point=config.get("farthest", True),
+    )
+    k, mass = config.get("k", 2), config.get("mass", 0.95)
+    criterion = SPACLCriterion(temperature=0.2, num_positives=k, screening_mass=mass, **settings)
+    ours = criterion(views.double(), labels=labels, negatives=None if negatives is None else negatives.double())
+    expected = ref_spacl(
+        views, 0.2, k, mass, labels=labels, negatives=negatives, screening_weight=settings["screening_weight"],
+        positive_pool=settings["positive_pool"], candidate_views=settings["candidate_views"],
+        farthest=settings["farthest_point"],
+    )  # fmt: skip
+    assert abs(float(ours) - expected) < 1e-4
+
+
+@pytest.mark.parametrize("bad", [0.0, 1e-5, 1e-10, 1e-40, float("inf"), float("nan"), -0.1, True, "0.1"])
+def test_temperature_must_be_finite_and_not_below_the_masking_bound(bad):
+    with pytest.raises(ValueError, match="`temperature`.*finite number >= 0.0001"):
+        SPACLCriterion(temperature=bad)
+    with pytest.raises(ValueError, match="`temperature`"):
+        spacl_loss(torch.randn(4, 8), torch.randn(4, 1, 8), temperature=bad)
+    loss = SPACLCriterion(temperature=1e-4, num_positives=1)(torch.randn(8, 2, 16))
+    assert torch.isfinite(loss)
+
+
+def test_new_options_reject_bad_values_naming_the_argument():
+    for name, value in [("screening_weight", "cosine"), ("positive_pool", "classes"), ("candidate_views", "none")]:
+        with pytest.raises(ValueError, match=f"`{name}` must be one of"):
+            SPACLCriterion(**{name: value})
+    with pytest.raises(ValueError, match="positive_pool"):  # one view, labels, own-views pool: no positive at all
+        SPACLCriterion(positive_pool="views")(torch.randn(4, 1, 8), labels=torch.tensor([0, 0, 1, 1]))
+
+
+def test_single_labelled_column_has_negatives_under_auto_and_warns_under_columns():
+    from spacl_hf.core import ColumnLayout, spacl_from_columns
+
+    g = torch.Generator().manual_seed(0)
+    column = torch.randn(1, 12, 16, generator=g)
+    labels = torch.arange(12) % 4
+    layout = ColumnLayout(1, 0, 0, uses_labels=True)
+    criterion = SPACLCriterion(temperature=0.1)
+    loss, stats = spacl_from_columns(criterion, column, layout, labels, candidate_views="auto")
+    assert loss > 0.1 and stats["anchors_without_negatives"] == 0.0
+    with pytest.warns(UserWarning, match="no candidate negative"):
+        loss, stats = spacl_from_columns(criterion, column, layout, labels, candidate_views="columns")
+    assert loss == 0.0 and stats["anchors_without_negatives"] == 1.0
+
+
+def test_collapsed_embeddings_without_ids_are_not_a_silent_zero():
+    criterion = SPACLCriterion(temperature=0.1, num_positives=1, screening=False)
+    same = torch.ones(5, 2, 4, requires_grad=True)
+    with pytest.warns(UserWarning, match="collapsed"):
+        loss = criterion(same)
+    # every logit equal: 1 positive against 8 negatives (the other samples' 2 views) -> log(9)
+    assert abs(float(loss) - math.log(9)) < 1e-5
+    # with content ids saying they are distinct inputs, nothing is masked either
+    ids = torch.arange(10).view(5, 2)
+    assert abs(float(criterion(same, view_ids=ids)) - math.log(9)) < 1e-5
+    # with ids saying every input is the same text, they are real duplicates: no negative, warned
+    criterion_fresh = SPACLCriterion(temperature=0.1, num_positives=1, screening=False)
+    with pytest.warns(UserWarning, match="no candidate negative"):
+        assert float(criterion_fresh(same, view_ids=torch.zeros(5, 2, dtype=torch.long))) == 0.0
+
+
+def test_activity_statistics_name_inert_components_with_two_views():
+    g = torch.Generator().manual_seed(0)
+    criterion = SPACLCriterion(temperature=0.1, screening_weight="similarity")
+    _, two = criterion(torch.randn(32, 2, 16, generator=g), return_stats=True)
+    assert two["anchor_not_first_view"] == 0.0 and two["positives_reordered"] == 0.0  # inert by construction
+    _, four = criterion(torch.randn(32, 4, 16, generator=g), return_stats=True)
+    assert four["anchor_not_first_view"] > 0.3 and four["positives_reordered"] > 0.3
+    assert 0 < four["screened_weight_fraction"] < 1 and four["kept_negative_fraction"] < 0.9
+    assert two["own_view_positives"] == 1.0
+    labels = torch.arange(32) % 4
+    _, pooled = SPACLCriterion(temperature=0.1)(torch.randn(32, 4, 16, generator=g), labels=labels, return_stats=True)
+    _, own_first = SPACLCriterion(temperature=0.1, positive_pool="views+labels")(
+        torch.randn(32, 4, 16, generator=g), labels=labels, return_stats=True
+    )
+    assert own_first["own_view_positives"] == 1.0 and pooled["own_view_positives"] < 0.5

@@ -4,7 +4,7 @@ import math
 
 import pytest
 import torch
-from reference import ref_anchor, ref_farthest, ref_screen
+from reference import ref_anchor, ref_farthest, ref_screen, ref_screen_similarity
 
 from spacl_hf.core import dynamic_anchor, farthest_point_select, ordered_select, relative_screen, view_hardness
 
@@ -155,3 +155,68 @@ def test_relative_screen_with_massive_ties_stays_exact():
     for r in range(20):
         expected = ref_screen(logits[r].double().tolist(), 0.9, 1, [True] * 400)
         assert set(torch.nonzero(keep[r]).flatten().tolist()) == expected
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("mass", [0.5, 0.8, 0.95, 1.0])
+@pytest.mark.parametrize("min_keep", [0, 1, 3])
+def test_similarity_screening_matches_brute_force(seed, mass, min_keep):
+    g = torch.Generator().manual_seed(seed)
+    cosines = torch.rand(24, 40, generator=g) * 2 - 1  # signed cosines: many rows mix both signs
+    cosines[0] -= 0.8  # a row whose total is <= 0: only the min_keep most similar survive
+    cosines[1] = 0.0  # a row whose total is exactly 0
+    cosines[2, ::2] = cosines[2, 1::2]  # ties
+    cosines[3] = cosines[3].abs() * 0.1  # small positive cosines only
+    valid = torch.rand(24, 40, generator=g) > 0.2
+    valid[4] = False  # nothing valid
+    valid[5, 1:] = False  # one candidate
+    for temperature in (1.0, 0.05):  # the temperature cancels out of the rule
+        keep = relative_screen(cosines / temperature, mass, min_keep, valid, weight="similarity")
+        for r in range(24):
+            expected = ref_screen_similarity(cosines[r].double().tolist(), mass, min_keep, valid[r].tolist())
+            assert set(torch.nonzero(keep[r]).flatten().tolist()) == expected, (r, temperature)
+    assert keep[0].sum() <= max(min_keep, 1) or bool((cosines[0][keep[0]] == cosines[0][keep[0]].min()).all())
+
+
+@pytest.mark.parametrize("seed", range(2))
+def test_similarity_screening_at_scale_matches_float64(seed):
+    g = torch.Generator().manual_seed(seed)
+    cosines = (torch.rand(64, 3000, generator=g) * 1.2 - 0.4).float()
+    valid = torch.rand(64, 3000, generator=g) > 0.1
+    keep = relative_screen(cosines / 0.05, 0.95, 1, valid, weight="similarity")
+    for r in range(0, 64, 7):
+        expected = ref_screen_similarity(cosines[r].double().tolist(), 0.95, 1, valid[r].tolist())
+        got = set(torch.nonzero(keep[r]).flatten().tolist())
+        assert len(got ^ expected) <= 1, r  # float32 vs float64 sums may differ at the very boundary
+
+
+@pytest.mark.parametrize("temperature", [0.2, 0.5])
+def test_similarity_screening_can_remove_real_softmax_weight_softmax_screening_cannot(temperature):
+    g = torch.Generator().manual_seed(0)
+    cosines = (0.1 + 0.2 * torch.randn(32, 500, generator=g)).clamp(-1, 1)  # like text embeddings' negatives
+    logits = cosines / temperature
+    weight = torch.softmax(logits, dim=1)
+    removed = {
+        kind: float((weight * ~relative_screen(logits, 0.95, weight=kind)).sum(1).min())
+        for kind in ("softmax", "similarity")
+    }
+    assert removed["softmax"] <= 0.05 + 1e-6  # by construction: at most 1 - mass of the softmax weight
+    assert removed["similarity"] > 0.2, removed  # the paper's rule drops weight that matters at these temperatures
+    with pytest.raises(ValueError, match="`weight`"):
+        relative_screen(cosines, weight="cosine")
+
+
+def test_farthest_point_preferred_tier_comes_first():
+    from spacl_hf.core.positives import farthest_point_unchecked
+
+    anchors = torch.nn.functional.normalize(torch.tensor([[1.0, 0.0, 0.0]]), dim=-1)
+    candidates = torch.nn.functional.normalize(
+        torch.tensor([[0.9, 0.1, 0.0], [0.8, 0.2, 0.0], [-1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]), dim=-1
+    )
+    available = torch.ones(1, 4, dtype=torch.bool)
+    preferred = torch.tensor([[True, True, False, False]])
+    index, valid = farthest_point_unchecked(anchors, candidates, 3, available, preferred)
+    # both preferred ones first (the farther of them first), then the farthest of the rest
+    assert index.tolist() == [[1, 0, 2]] and bool(valid.all())
+    index, _ = farthest_point_unchecked(anchors, candidates, 3, available)
+    assert index.tolist()[0][0] == 2

@@ -91,7 +91,9 @@ def screen_unchecked(logits: Tensor, mass: float, min_keep: int, valid: Tensor, 
     Anchors are screened in chunks of about ``_CHUNK_ELEMENTS`` logits: the passes over a chunk stay in
     cache, and the temporaries stay small whatever the batch size.
     """
-    if mass >= 1.0 or logits.shape[1] == 0:
+    # softmax weights are all > 0, so the whole mass needs every candidate; signed cosines reach their total
+    # before the negative tail, so "similarity" still screens at mass 1
+    if (mass >= 1.0 and weight == "softmax") or logits.shape[1] == 0:
         return valid
     rows = max(1, _CHUNK_ELEMENTS // logits.shape[1])
     if logits.shape[0] <= rows:
