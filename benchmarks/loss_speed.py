@@ -4,9 +4,10 @@ Random unit embeddings (D = 384), B in 32, 128, 512, 2048 and V in 2, 4. Methods
 
 - ``infonce``: hand-written one-directional InfoNCE (anchor view 0, positive view 1, every view of the other
   samples as negatives), the baseline;
-- ``spacl_full``: dynamic anchor, 2 farthest-point positives, generated negatives, screening;
+- ``spacl_full``: dynamic anchor, 2 farthest-point positives, generated negatives, screening (softmax weight);
 - ``selection_screening``: the same without the generator;
-- ``anchor_only`` / ``positives_only`` / ``screening_only`` / ``generator_only``: one component at a time.
+- ``anchor_only`` / ``positives_only`` / ``screening_only`` / ``generator_only``: one component at a time;
+- ``*_similarity``: the same rows with ``screening_weight="similarity"`` (the paper's raw-cosine rule).
 
 Every method runs on the same embeddings, interleaved, several repeats; the medians and the ratios to InfoNCE
 go to ``benchmarks/results/loss_speed.json`` and a Markdown table on stdout.
@@ -59,10 +60,18 @@ def make_methods(dim: int, device: torch.device) -> dict[str, object]:
     return {
         "infonce": infonce,
         "spacl_full": criterion(dynamic_anchor=True, farthest_point=True, screening=True, generator=generator()),
+        "spacl_full_similarity": criterion(
+            dynamic_anchor=True, farthest_point=True, screening=True, generator=generator(),
+            screening_weight="similarity",
+        ),  # fmt: skip
         "selection_screening": criterion(dynamic_anchor=True, farthest_point=True, screening=True),
+        "selection_screening_similarity": criterion(
+            dynamic_anchor=True, farthest_point=True, screening=True, screening_weight="similarity"
+        ),
         "anchor_only": criterion(dynamic_anchor=True),
         "positives_only": criterion(farthest_point=True),
         "screening_only": criterion(screening=True),
+        "screening_only_similarity": criterion(screening=True, screening_weight="similarity"),
         "generator_only": criterion(generator=generator()),
     }
 

@@ -55,6 +55,10 @@ class SPACLArguments:
     temperature: float = field(default=0.05, metadata={"help": "SPACL temperature (cos / temperature)."})
     num_positives: int = field(default=2, metadata={"help": "Hard positives per anchor (lambda_P)."})
     screening_mass: float = field(default=0.95, metadata={"help": "Screening mass (lambda_Q)."})
+    screening_weight: str = field(
+        default="softmax",
+        metadata={"help": "'softmax' or 'similarity' (the paper's raw cosines).", "choices": ["softmax", "similarity"]},
+    )
     num_views: int = field(default=1, metadata={"help": "Encodings of the anchor column (extra = dropout views)."})
     dynamic_anchor: bool = field(default=True, metadata={"help": "Dynamic anchor (NLI and STS are symmetric)."})
     adversarial_negatives: bool = field(default=True, metadata={"help": "GAN-generated hard negatives."})
@@ -140,6 +144,38 @@ def load_data(data: DataArguments, seed: int):
     return train_dataset, dev
 
 
+def validate_before_loading(data: DataArguments, spacl: SPACLArguments, training) -> None:
+    """Everything that can be checked before a model is loaded: fail in a second, not after 30."""
+    from spacl_hf.common.data_files import find_data_dir
+    from spacl_hf.core.checks import check_choice, check_fraction, check_int, check_temperature
+
+    try:
+        check_temperature("--temperature", spacl.temperature)
+        check_fraction("--screening_mass", spacl.screening_mass)
+        check_choice("--screening_weight", spacl.screening_weight, ("softmax", "similarity"))
+        check_int("--num_positives", spacl.num_positives, 1)
+        check_int("--num_views", spacl.num_views, 1)
+        for name in ("max_train_samples", "max_eval_samples"):
+            if getattr(data, name) is not None:
+                check_int(f"--{name}", getattr(data, name), 1)
+        find_data_dir(data.data_dir)  # an explicit folder that does not exist is an error
+    except (ValueError, FileNotFoundError) as error:
+        raise SystemExit(f"error: {error}") from None
+    output = Path(training.output_dir)
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+        probe = output / ".write_test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as error:
+        raise SystemExit(f"error: --output_dir {str(output)!r} is not writable: {error}") from None
+    if training.push_to_hub:
+        from huggingface_hub import get_token
+
+        if not (training.hub_token or get_token()):
+            raise SystemExit("error: --push_to_hub needs a token: `hf auth login`, $HF_TOKEN or --hub_token.")
+
+
 def main(argv: list[str] | None = None) -> dict[str, float]:
     from accelerate import PartialState
     from sentence_transformers import (
@@ -154,6 +190,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     parser = HfArgumentParser((DataArguments, SPACLArguments, SentenceTransformerTrainingArguments))
     parser.set_defaults(**training_defaults())
     data, spacl, training = parser.parse_args_into_dataclasses(args=argv)
+    validate_before_loading(data, spacl, training)
     state = PartialState()
     random.seed(training.seed)
     torch.manual_seed(training.seed)
@@ -170,6 +207,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         temperature=spacl.temperature,
         num_positives=spacl.num_positives,
         screening_mass=spacl.screening_mass,
+        screening_weight=spacl.screening_weight,
         num_views=spacl.num_views,
         dynamic_anchor=spacl.dynamic_anchor,
         adversarial_negatives=spacl.adversarial_negatives,
@@ -184,6 +222,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     trainer = SentenceTransformerTrainer(model=model, args=training, train_dataset=train_dataset, loss=loss)
     SPACLLoggingCallback.attach(trainer, loss)
     trainer.train()
+    if trainer.state.global_step == 0:  # a run that trained nothing is not a success
+        raise SystemExit(f"error: no training step was run ({len(train_dataset)} training rows, batch size "
+                         f"{training.per_device_train_batch_size}); scores.json was not written.")  # fmt: skip
     after = evaluator(model)[evaluator.primary_metric]
 
     scores = {

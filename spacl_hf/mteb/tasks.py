@@ -37,7 +37,8 @@ def local_sts_task(
         a task instance whose single split is ``test``; its main score is ``cosine_spearman``.
 
     Raises:
-        FileNotFoundError / ValueError: for a missing file or missing columns.
+        FileNotFoundError / ValueError: for a missing file, missing columns, a short row or a bad score (file and
+            line named), fewer than 2 pairs, or constant scores.
 
     Example:
         >>> task = local_sts_task("../shared/data/stsb/stsb-dev.tsv", name="STSB-dev")  # doctest: +SKIP
@@ -45,10 +46,15 @@ def local_sts_task(
     """
     path = Path(path)
     sentence1, sentence2, scores = read_sts(path)
-    if not scores:
-        raise ValueError(f"{path} holds no pairs.")
+    if len(scores) < 2:
+        raise ValueError(f"{path} holds {len(scores)} pair(s): a Spearman correlation needs at least 2.")
     low = min(scores) if min_score is None else min_score
     high = max(scores) if max_score is None else max_score
+    if len(set(scores)) < 2 or not low < high:
+        raise ValueError(
+            f"{path}: every score is {scores[0]:g} (or min_score >= max_score): a correlation with constant scores "
+            "is undefined."
+        )
     task_name = name or f"LocalSTS-{path.stem}"
     metadata = TaskMetadata(
         name=task_name,

@@ -207,6 +207,13 @@ class MahalanobisScorer(OODScorer):
         self.shrinkage = float(shrinkage)
 
     def _fit(self, x: Tensor, labels: Tensor) -> None:
+        if int(torch.bincount(labels).max()) < 2:
+            # every example is its own class mean: the pooled covariance is zero and every score is equal
+            warnings.warn(
+                "MahalanobisScorer is fitted on one example per class: the within-class covariance is zero, so its "
+                "scores cannot separate OOD queries (AUROC 50). Fit on at least 2 examples per class.",
+                stacklevel=3,
+            )
         self.means = _class_means(x, labels, self.num_classes)
         centred = x - self.means[labels]
         covariance = centred.T @ centred / x.shape[0]

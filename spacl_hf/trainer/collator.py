@@ -9,7 +9,7 @@ from typing import Any
 import torch
 
 from spacl_hf.common.content_ids import token_content_ids
-from spacl_hf.core import ColumnLayout
+from spacl_hf.core import ACCEPTED_FORMATS, ColumnLayout
 from spacl_hf.core.checks import check_int
 
 
@@ -24,14 +24,17 @@ class SPACLDataCollator:
 
     Args:
         tokenizer: the encoder's tokenizer.
-        text_columns: the text columns in order (anchor first); ``None`` takes every string column.
+        text_columns: the text columns in order (anchor first); ``None`` takes every column but
+            ``label_column``, each of which must then hold text (as SPACLLoss reads a dataset: an ``id``,
+            ``source`` or float ``score`` column is an error, not a silent anchor, negative or dropped label).
         num_positive_columns: columns after the anchor that are positives; the rest are negatives.
         label_column: integer class labels for the single-column format.
         num_views: encodings of the anchor column (extra ones are dropout views).
         max_length: truncation length.
 
     Raises:
-        ValueError: on a batch whose columns match none of the accepted formats.
+        ValueError: on a batch whose columns match none of the accepted formats, a text column holding something
+            other than text (``None`` included; row and column named), or labels that are not integers.
 
     Shape:
         - output ``input_ids`` / ``attention_mask``: ``[C * B, L]`` for C encoded columns of B rows
@@ -57,12 +60,29 @@ class SPACLDataCollator:
         check_int("num_views", self.num_views, 1)
         check_int("max_length", self.max_length, 1)
 
+    def text_columns_of(self, rows: list[dict[str, Any]]) -> list[str]:
+        """The text columns of a batch, checked: every value of every one is a string."""
+        if self.text_columns is not None:
+            columns = list(self.text_columns)
+        else:
+            columns = [name for name in rows[0] if name != self.label_column]
+        for name in columns:
+            for index, row in enumerate(rows):
+                if name not in row:
+                    raise ValueError(f"Row {index} of the batch has no column {name!r} (columns: {list(row)}).")
+                if not isinstance(row[name], str):
+                    raise ValueError(
+                        f"Column {name!r} holds {type(row[name]).__name__} {row[name]!r} in row {index} of the batch, "
+                        f"not text. SPACLDataCollator reads every column but {self.label_column!r} as text: pass "
+                        f"`text_columns=[...]`, drop the column (dataset.remove_columns), or name the integer class "
+                        f"label column `label_column`. Accepted formats: {ACCEPTED_FORMATS}."
+                    )
+        return columns
+
     def __call__(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
-        columns = (
-            list(self.text_columns)
-            if self.text_columns is not None
-            else [name for name, value in rows[0].items() if isinstance(value, str)]
-        )
+        if not rows:
+            raise ValueError("SPACLDataCollator got an empty batch.")
+        columns = self.text_columns_of(rows)
         has_labels = self.label_column in rows[0]
         layout = ColumnLayout.for_batch(
             len(columns), has_labels, self.num_positive_columns, self.num_views, source=f"Text columns {columns}"
@@ -81,8 +101,13 @@ class SPACLDataCollator:
         out["spacl_content_ids"] = ids[order]
         out["spacl_layout"] = layout
         if has_labels:
-            labels = torch.tensor([row[self.label_column] for row in rows])
-            if labels.is_floating_point():
-                raise ValueError(f"`{self.label_column}` must hold integer class labels, got floats.")
-            out["labels"] = labels
+            values = [row.get(self.label_column) for row in rows]
+            bad = next((v for v in values if isinstance(v, bool) or not isinstance(v, (int, torch.Tensor))), None)
+            if bad is not None or torch.tensor(values).is_floating_point():
+                hint = " Map them to integers (or cast the column to datasets.ClassLabel)." if isinstance(bad, str) else ""
+                raise ValueError(
+                    f"`{self.label_column}` must hold integer class labels, got {type(bad).__name__ if bad is not None else 'float'} "
+                    f"values.{hint}"
+                )
+            out["labels"] = torch.tensor(values)
         return out

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import pickle
+import warnings
 from typing import Any
 
 import torch
@@ -55,6 +57,11 @@ class SPACLTrainer(Trainer):
             args = SPACLTrainingArguments(output_dir="spacl_trainer_output")
         if not isinstance(args, SPACLTrainingArguments):
             raise ValueError(f"`args` must be SPACLTrainingArguments, got {type(args).__name__}.")
+        if kwargs.get("data_collator") is None:
+            raise ValueError(
+                "SPACLTrainer needs a collator that lays out SPACL views: `data_collator=SPACLDataCollator(tokenizer)` "
+                "for text or `spacl_hf.vision.ImageViewCollator(ViewPipeline(...))` for images."
+            )
         super().__init__(model=model, args=args, **kwargs)
         # SPACL averages over anchors itself and ignores `num_items_in_batch`; with False the Trainer divides the
         # loss by the gradient-accumulation steps, which is the right scaling for a per-micro-batch mean.
@@ -101,6 +108,21 @@ class SPACLTrainer(Trainer):
             return loss, {"embeddings": columns[0].detach()}
         return loss
 
+    def prediction_step(
+        self,
+        model: nn.Module,
+        inputs: dict[str, Tensor | Any],
+        prediction_loss_only: bool,
+        ignore_keys: list[str] | None = None,
+    ) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
+        """The SPACL loss of an evaluation batch, so ``evaluate()`` reports ``eval_loss`` (and
+        ``metric_for_best_model="loss"`` works). No gradient: the generator is not updated and no training
+        statistic is recorded."""
+        inputs = self._prepare_inputs(inputs)
+        with torch.no_grad():
+            loss = self.compute_loss(model, inputs)
+        return loss.detach(), None, None
+
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         if "loss" in logs:
             logs = {**logs, **{f"spacl/{k}": round(v, 4) for k, v in self.statistics.pop().items()}}
@@ -122,9 +144,32 @@ class SPACLTrainer(Trainer):
                     "adversarial generator cannot resume. Set spacl_adversarial_negatives=False or resume from a "
                     "SPACLTrainer checkpoint."
                 )
-            state = torch.load(path, map_location=self.args.device, weights_only=False)
-            self.criterion.generator.load_state_dict(state["generator"])
+            self._load_generator_state(path)
         return super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
+
+    def _load_generator_state(self, path: str) -> None:
+        """Restore the generator from ``path`` (tensors and plain containers only: ``weights_only=True``)."""
+        try:
+            state = torch.load(path, map_location=self.args.device, weights_only=True)
+            generator_state = state["generator"]
+        except (pickle.UnpicklingError, EOFError, RuntimeError, KeyError, TypeError, AttributeError) as error:
+            raise ValueError(
+                f"{path} is not a valid SPACL generator checkpoint (corrupted, truncated, or not written by "
+                f"SPACLTrainer; only tensors and plain containers are loaded): {type(error).__name__}: {error}"
+            ) from None
+        generator = self.criterion.generator
+        configured = generator.lr
+        generator.load_state_dict(generator_state)
+        saved = generator.generator_optimizer.param_groups[0]["lr"]
+        if saved != configured:  # the optimizer state carries the old rate: the configured one wins, loudly
+            warnings.warn(
+                f"Resuming with spacl_generator_lr={configured:g}; the checkpoint's generator ran at {saved:g}. "
+                "The new rate is applied.",
+                stacklevel=3,
+            )
+            for optimizer in (generator.generator_optimizer, generator.discriminator_optimizer):
+                for group in optimizer.param_groups:
+                    group["lr"] = configured
 
     def extra_state(self) -> dict[str, Any]:
         """What a checkpoint needs beyond the Trainer's own files: the adversarial generator."""
