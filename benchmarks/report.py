@@ -16,15 +16,20 @@ def loss_speed(report: dict) -> str:
         f"`{report['command']}` ({report['device']}, {report['threads']} threads, torch {report['torch']}, "
         f"D = {report['embedding_dim']}, median of {report['repeats']}; memory: {report['memory_measure']})",
         "",
-        "| B | V | InfoNCE ms | full SPACL | selection + screening | anchor | positives | screening | generator |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| B | V | InfoNCE ms | full SPACL | selection + screening | anchor | positives | screening | generator "
+        "| full (similarity) | sel. + scr. (similarity) | screening (similarity) |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     rows = report["rows"]
     keys = sorted({(r["batch_size"], r["num_views"]) for r in rows}, key=lambda k: (k[1], k[0]))
-    order = ["spacl_full", "selection_screening", "anchor_only", "positives_only", "screening_only", "generator_only"]
+    order = ["spacl_full", "selection_screening", "anchor_only", "positives_only", "screening_only", "generator_only",
+             "spacl_full_similarity", "selection_screening_similarity", "screening_only_similarity"]  # fmt: skip
     for batch, views in keys:
         by_method = {r["method"]: r for r in rows if r["batch_size"] == batch and r["num_views"] == views}
-        cells = [f"{by_method[m]['time_ratio']:.2f}x / {by_method[m]['memory_ratio']:.2f}x" for m in order]
+        cells = [
+            f"{by_method[m]['time_ratio']:.2f}x / {by_method[m]['memory_ratio']:.2f}x" if m in by_method else "-"
+            for m in order
+        ]
         lines.append(f"| {batch} | {views} | {by_method['infonce']['median_ms']:.1f} | " + " | ".join(cells) + " |")
     lines.append("")
     lines.append("Cells: time / peak memory, relative to InfoNCE on the same embeddings in the same run.")

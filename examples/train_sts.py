@@ -18,6 +18,7 @@ import os
 import random
 import socket
 import sys
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -164,9 +165,8 @@ def validate_before_loading(data: DataArguments, spacl: SPACLArguments, training
     output = Path(training.output_dir)
     try:
         output.mkdir(parents=True, exist_ok=True)
-        probe = output / ".write_test"
-        probe.write_text("")
-        probe.unlink()
+        with tempfile.NamedTemporaryFile(dir=output, prefix=".write_test"):  # one per process: no race
+            pass
     except OSError as error:
         raise SystemExit(f"error: --output_dir {str(output)!r} is not writable: {error}") from None
     if training.push_to_hub:

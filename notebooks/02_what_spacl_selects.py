@@ -55,9 +55,10 @@ candidates = owner[None, :] != torch.arange(num_samples)[:, None]
 keep = relative_screen(anchors @ bank.T / temperature, mass=0.95, mask=candidates)
 
 generator = AdversarialNegativeGenerator(embedding_dim=2, warmup_steps=0, lr=2e-3, num_generated=3, seed=0)
-for _ in range(200):  # let the GAN learn to imitate the hard positives
-    generator.update(real=views[torch.arange(num_samples)[:, None], positive_index].reshape(-1, 2), src=views[:, 0])
-generated = generator.generate(views[:, 0])
+hard_positives = views[torch.arange(num_samples)[:, None], positive_index].reshape(-1, 2)
+for _ in range(200):  # let the GAN learn to imitate each anchor's hard positives: (positive, anchor) pairs
+    generator.update(real=hard_positives, src=anchors.repeat_interleave(2, dim=0))
+generated = generator.generate(anchors)
 
 # %%
 i = 0

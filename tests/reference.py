@@ -27,10 +27,12 @@ def ref_anchor(views, view_mask=None):
     return out
 
 
-def ref_farthest(anchor, candidates, allowed, k):
-    """candidates: list of vectors; allowed: list of bools. Returns chosen indices (<= k)."""
-    chosen_vecs, chosen = [anchor], []
-    for _ in range(k):
+def ref_farthest(anchor, candidates, allowed, k, chosen=()):
+    """candidates: list of vectors; allowed: list of bools; chosen: picks to continue from. Returns chosen indices
+    (<= k)."""
+    chosen = list(chosen)
+    chosen_vecs = [anchor] + [candidates[c] for c in chosen]
+    for _ in range(k - len(chosen)):
         best, best_d = None, -math.inf
         for c, vec in enumerate(candidates):
             if not allowed[c] or c in chosen:
@@ -123,20 +125,8 @@ def ref_spacl(
                         cands.append(views[j, v])
                         cand_key.append((j, v))
         if farthest and positive_pool == "views+labels":  # own views first (farthest among them), then classmates
-            chosen = ref_farthest(a, cands[:num_own], [True] * num_own, num_positives)
-            chosen_vecs = [a] + [cands[c] for c in chosen]
-            while len(chosen) < num_positives:
-                best, best_d = None, -math.inf
-                for c in range(num_own, len(cands)):
-                    if c in chosen:
-                        continue
-                    d = min(1 - cos(cands[c], s) for s in chosen_vecs)
-                    if d > best_d + 1e-9:
-                        best, best_d = c, d
-                if best is None:
-                    break
-                chosen.append(best)
-                chosen_vecs.append(cands[best])
+            own_first = ref_farthest(a, cands, [c < num_own for c in range(len(cands))], num_positives)
+            chosen = ref_farthest(a, cands, [True] * len(cands), num_positives, chosen=own_first)
         elif farthest:
             chosen = ref_farthest(a, cands, [True] * len(cands), num_positives)
         else:
