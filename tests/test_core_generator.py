@@ -3,6 +3,7 @@
 import copy
 import io
 import math
+import warnings
 
 import pytest
 import torch
@@ -108,6 +109,21 @@ def test_warmup_and_state_dict_resume():
     for _ in range(3):
         assert gen.update(src, src) == restored.update(src, src)
     assert torch.equal(gen.generate(src), restored.generate(src))
+
+
+def test_resuming_with_a_new_lr_applies_it_and_warns():
+    old = AdversarialNegativeGenerator(8, lr=1e-4, warmup_steps=0)
+    src = toy_cluster(4, 0)
+    old.update(src.flip(0), src)
+    new = AdversarialNegativeGenerator(8, lr=1e-3, warmup_steps=0)
+    with pytest.warns(UserWarning, match="lr=0.001.*ran at 0.0001"):
+        new.load_state_dict(old.state_dict())
+    for optimizer in (new.generator_optimizer, new.discriminator_optimizer):
+        assert all(group["lr"] == 1e-3 for group in optimizer.param_groups)
+    assert new.steps == 1  # the rest of the state is restored
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the same lr resumes silently
+        AdversarialNegativeGenerator(8, lr=1e-4, warmup_steps=0).load_state_dict(old.state_dict())
 
 
 def test_generator_update_does_not_change_encoder_gradients():

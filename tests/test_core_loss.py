@@ -60,41 +60,51 @@ def test_reduction_to_sentence_transformers_mnrl():
     assert torch.allclose(ours, mnrl.compute_loss_from_embeddings([a, p, n], None), atol=1e-6)
 
 
+# a criterion setting for every key the configs below may name, with the criterion's / reference's defaults
+_DEFAULTS = dict(dynamic_anchor=True, farthest_point=True, screening=True, candidate_views="all",
+                 screening_weight="softmax", positive_pool="labels")  # fmt: skip
+
+
 @pytest.mark.parametrize("seed", range(4))
 @pytest.mark.parametrize(
     "config",
     [
         dict(),
-        dict(dynamic=False),
-        dict(farthest=False),
+        dict(dynamic_anchor=False),
+        dict(farthest_point=False),
         dict(screening=False),
         dict(candidate_views="columns"),
-        dict(labels=True),
-        dict(labels=True, farthest=False),
+        dict(labels=4),
+        dict(labels=4, farthest_point=False),
         dict(negatives=True, mass=0.8),
+        dict(screening_weight="similarity"),
+        dict(screening_weight="similarity", mass=0.5, candidate_views="columns"),
+        dict(screening_weight="similarity", labels=3),
+        dict(screening_weight="similarity", negatives=True, mass=0.8),
+        dict(labels=3, positive_pool="views"),
+        dict(labels=3, positive_pool="views+labels"),
+        dict(labels=3, positive_pool="views+labels", k=4),
+        dict(labels=3, positive_pool="views+labels", farthest_point=False),
     ],
-    ids=["full", "no-anchor", "no-fps", "no-screen", "columns", "labels", "labels-ordered", "negatives"],
+    ids=[
+        "full", "no-anchor", "no-fps", "no-screen", "columns", "labels", "labels-ordered", "negatives", "sim",
+        "sim-columns", "sim-labels", "sim-negatives", "pool-views", "pool-both", "pool-both-k4", "pool-both-ord",
+    ],  # fmt: skip
 )
 def test_criterion_matches_loop_reference(seed, config):
     g = torch.Generator().manual_seed(seed)
     views = torch.randn(10, 4, 16, generator=g)
-    labels = torch.randint(0, 4, (10,), generator=g) if config.get("labels") else None
+    labels = torch.randint(0, config["labels"], (10,), generator=g) if config.get("labels") else None
     negatives = torch.randn(10, 2, 16, generator=g) if config.get("negatives") else None
-    mass, temperature, k = config.get("mass", 0.95), 0.2, 2
-    criterion = SPACLCriterion(
-        temperature=temperature,
-        num_positives=k,
-        screening_mass=mass,
-        dynamic_anchor=config.get("dynamic", True),
-        farthest_point=config.get("farthest", True),
-        screening=config.get("screening", True),
-        candidate_views=config.get("candidate_views", "all"),
-    )
+    mass, temperature, k = config.get("mass", 0.95), 0.2, config.get("k", 2)
+    settings = {name: config.get(name, default) for name, default in _DEFAULTS.items()}
+    criterion = SPACLCriterion(temperature=temperature, num_positives=k, screening_mass=mass, **settings)
     ours = criterion(views.double(), labels=labels, negatives=None if negatives is None else negatives.double())
     expected = ref_spacl(
-        views, temperature, k, mass, labels=labels, negatives=negatives,
-        dynamic=config.get("dynamic", True), farthest=config.get("farthest", True),
-        screening=config.get("screening", True), candidate_views=config.get("candidate_views", "all"),
+        views, temperature, k, mass, labels=labels, negatives=negatives, dynamic=settings["dynamic_anchor"],
+        farthest=settings["farthest_point"], screening=settings["screening"],
+        candidate_views=settings["candidate_views"], screening_weight=settings["screening_weight"],
+        positive_pool=settings["positive_pool"],
     )  # fmt: skip
     assert abs(float(ours) - expected) < 1e-4
 
@@ -278,43 +288,6 @@ def test_column_layout_for_batch_and_spacl_from_columns():
         spacl_from_columns(criterion, columns[:3], layout)
 
 
-@pytest.mark.parametrize("seed", range(3))
-@pytest.mark.parametrize(
-    "config",
-    [
-        dict(screening_weight="similarity"),
-        dict(screening_weight="similarity", mass=0.5, candidate_views="columns"),
-        dict(screening_weight="similarity", labels=True),
-        dict(screening_weight="similarity", negatives=True, mass=0.8),
-        dict(labels=True, positive_pool="views"),
-        dict(labels=True, positive_pool="views+labels"),
-        dict(labels=True, positive_pool="views+labels", k=4),
-        dict(labels=True, positive_pool="views+labels", farthest=False),
-    ],
-    ids=["sim", "sim-columns", "sim-labels", "sim-negatives", "pool-views", "pool-both", "pool-both-k4", "pool-both-ord"],
-)
-def test_new_options_match_loop_reference(seed, config):
-    g = torch.Generator().manual_seed(seed)
-    views = torch.randn(10, 4, 16, generator=g)
-    labels = torch.randint(0, 3, (10,), generator=g) if config.get("labels") else None
-    negatives = torch.randn(10, 2, 16, generator=g) if config.get("negatives") else None
-    settings = dict(
-        screening_weight=config.get("screening_weight", "softmax"),
-        positive_pool=config.get("positive_pool", "labels"),
-        candidate_views=config.get("candidate_views", "all"),
-        farthest_point=config.get("farthest", True),
-    )
-    k, mass = config.get("k", 2), config.get("mass", 0.95)
-    criterion = SPACLCriterion(temperature=0.2, num_positives=k, screening_mass=mass, **settings)
-    ours = criterion(views.double(), labels=labels, negatives=None if negatives is None else negatives.double())
-    expected = ref_spacl(
-        views, 0.2, k, mass, labels=labels, negatives=negatives, screening_weight=settings["screening_weight"],
-        positive_pool=settings["positive_pool"], candidate_views=settings["candidate_views"],
-        farthest=settings["farthest_point"],
-    )  # fmt: skip
-    assert abs(float(ours) - expected) < 1e-4
-
-
 @pytest.mark.parametrize("bad", [0.0, 1e-5, 1e-10, 1e-40, float("inf"), float("nan"), -0.1, True, "0.1"])
 def test_temperature_must_be_finite_and_not_below_the_masking_bound(bad):
     with pytest.raises(ValueError, match="`temperature`.*finite number >= 0.0001"):
@@ -340,11 +313,12 @@ def test_single_labelled_column_has_negatives_under_auto_and_warns_under_columns
     column = torch.randn(1, 12, 16, generator=g)
     labels = torch.arange(12) % 4
     layout = ColumnLayout(1, 0, 0, uses_labels=True)
-    criterion = SPACLCriterion(temperature=0.1)
-    loss, stats = spacl_from_columns(criterion, column, layout, labels, candidate_views="auto")
+    loss, stats = spacl_from_columns(SPACLCriterion(temperature=0.1, candidate_views="auto"), column, layout, labels)
     assert loss > 0.1 and stats["anchors_without_negatives"] == 0.0
     with pytest.warns(UserWarning, match="no candidate negative"):
-        loss, stats = spacl_from_columns(criterion, column, layout, labels, candidate_views="columns")
+        loss, stats = spacl_from_columns(
+            SPACLCriterion(temperature=0.1, candidate_views="columns"), column, layout, labels
+        )
     assert loss == 0.0 and stats["anchors_without_negatives"] == 1.0
 
 

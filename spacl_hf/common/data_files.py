@@ -29,9 +29,10 @@ def find_data_dir(explicit: str | os.PathLike | None = None) -> Path | None:
                 raise FileNotFoundError(f"{name} {str(option)!r} is not a folder (no fallback to the default data).")
             return Path(option).resolve()
     here = Path(__file__).resolve().parents[2]  # the repository root of an editable install
-    for option in [Path.cwd() / c for c in DEFAULT_DATA_DIR_CANDIDATES] + [here / c for c in DEFAULT_DATA_DIR_CANDIDATES]:
-        if option.is_dir():
-            return option.resolve()
+    for root in (Path.cwd(), here):
+        for candidate in DEFAULT_DATA_DIR_CANDIDATES:
+            if (root / candidate).is_dir():
+                return (root / candidate).resolve()
     return None
 
 

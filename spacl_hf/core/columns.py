@@ -82,9 +82,13 @@ def spacl_from_columns(
     labels: Tensor | None = None,
     content_ids: Tensor | None = None,
     dynamic_anchor: bool | None = None,
-    candidate_views: str = "auto",
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """SPACL loss and statistics of column-major embeddings.
+
+    The criterion's ``candidate_views`` decides which views of other samples are negatives: ``"columns"``, other
+    samples' anchor-side encodings are not (the MultipleNegativesRankingLoss convention); ``"all"``, every view
+    is; ``"auto"``, ``"all"`` for the labelled format and interchangeable views (a single labelled column would
+    otherwise have no negative at all) and ``"columns"`` for text columns.
 
     Args:
         criterion: the configured :class:`SPACLCriterion`.
@@ -94,10 +98,6 @@ def spacl_from_columns(
         content_ids: one id per text per encoded column, for duplicate masking.
         dynamic_anchor: ``None`` means on for the labelled format and interchangeable views (every view is the
             same input) and off for columns (the anchor stays on the query side of asymmetric pairs).
-        candidate_views: ``"columns"``: other samples' anchor-side encodings are not negatives (the
-            MultipleNegativesRankingLoss convention); ``"all"``: every view is; ``"auto"``: ``"all"`` for the
-            labelled format and interchangeable views (a single labelled column would otherwise have no negative
-            at all), ``"columns"`` for text columns.
 
     Shape:
         - embeddings: ``[K, B, D]``, K = ``layout.num_columns``; content_ids: ``[K, B]``; labels: ``[B]``
@@ -128,6 +128,7 @@ def spacl_from_columns(
         use_dynamic_anchor = True if dynamic_anchor is None else dynamic_anchor
     else:
         use_dynamic_anchor = bool(dynamic_anchor)
+    candidate_views = criterion.candidate_views
     if candidate_views == "columns" or (candidate_views == "auto" and not same_input):
         candidate_view_mask = torch.arange(pool, device=views.device) >= layout.anchor_views
     return criterion(

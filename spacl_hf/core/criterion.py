@@ -69,7 +69,6 @@ class _Bank:
 
     views: Tensor  # [B, V, D] this process's unit views
     rows: Tensor  # [B] global row of each local sample
-    all_views: Tensor  # [W*B, V, D]
     flat: Tensor  # [W*B*V, D]
     valid: Tensor  # [W*B*V]
     owner: Tensor  # [W*B*V] global sample of each row
@@ -82,8 +81,7 @@ class _Positives:
     embeddings: Tensor  # [B, P, D]
     valid: Tensor  # [B, P]
     flat: Tensor  # [B, P] rows of the bank
-    reordered: Tensor  # [] share of anchors whose farthest-point picks differ from the ordered picks
-    own_share: Tensor  # [] share of the selected positives that are the sample's own views
+    stats: dict[str, Tensor]  # activity statistics, only when asked for
 
 
 def build_bank(views: Tensor, view_mask: Tensor, labels: Tensor | None, gathered: Callable, offset: int) -> _Bank:
@@ -100,7 +98,6 @@ def build_bank(views: Tensor, view_mask: Tensor, labels: Tensor | None, gathered
     return _Bank(
         views=views,
         rows=torch.arange(batch, device=device) + offset,
-        all_views=all_views,
         flat=all_views.reshape(total * num_views, dim),
         valid=gathered(view_mask).reshape(-1),
         owner=owner,
@@ -117,46 +114,53 @@ def select_anchor_views(views: Tensor, view_mask: Tensor, dynamic: bool) -> Tens
 
 
 def select_positives(
-    bank: _Bank, anchors: Tensor, anchor_view: Tensor, view_mask: Tensor, pool: str, k: int, farthest: bool
+    bank: _Bank,
+    anchors: Tensor,
+    anchor_view: Tensor,
+    view_mask: Tensor,
+    pool: str,
+    k: int,
+    farthest: bool,
+    with_stats: bool = False,
 ) -> _Positives:
     """3.2: ``k`` hard positives per anchor from its pool, by farthest-point selection or in pool order.
 
     ``pool``: ``"views"`` the sample's own views (the paper); ``"labels"`` own views and same-label samples'
     views alike; ``"views+labels"`` own views first, then same-label samples. Without labels every pool is the
-    sample's own views.
+    sample's own views. ``with_stats`` adds ``positives_reordered`` (share of anchors whose farthest-point picks
+    differ from the ordered picks) and ``own_view_positives`` (share of picks that are the sample's own views).
     """
     batch, num_views, _ = bank.views.shape
     device = anchors.device
     local = torch.arange(batch, device=device)
-    if bank.same_label is None or pool == "views":
-        candidate = view_mask.clone()
+    own_views_only = bank.same_label is None or pool == "views"
+    if own_views_only:
+        candidates, candidate = bank.views, view_mask.clone()
         candidate[local, anchor_view] = False
-        ordered_index, ordered_valid = ordered_select(candidate, k)
-        if farthest:
-            index, valid = farthest_point_unchecked(anchors, bank.views, k, candidate)
-        else:
-            index, valid = ordered_index, ordered_valid
-        flat = bank.rows[:, None] * num_views + index
-        return _Positives(
-            _pick(bank.views, index), valid, flat, _changed(index, valid, ordered_index, ordered_valid),
-            valid.any().float(),
-        )  # fmt: skip
-    own = bank.owner[None, :] == bank.rows[:, None]
-    candidate = bank.same_label & bank.valid[None, :]
-    candidate[local, bank.rows * num_views + anchor_view] = False
-    # ordered: own views first, then same-label samples in batch order
-    flat_index = torch.arange(bank.flat.shape[0], device=device)
-    ordered_index, ordered_valid = ordered_select(candidate, k, flat_index[None, :] + bank.flat.shape[0] * ~own)
-    if farthest:
-        preferred = own if pool == "views+labels" else None
-        index, valid = farthest_point_unchecked(anchors, bank.flat, k, candidate, preferred)
+        own = priority = preferred = None
     else:
-        index, valid = ordered_index, ordered_valid
-    own_picked = own.gather(1, index) & valid
-    return _Positives(
-        bank.flat[index], valid, index, _changed(index, valid, ordered_index, ordered_valid),
-        own_picked.sum() / valid.sum().clamp(min=1),
-    )  # fmt: skip
+        candidates, own = bank.flat, bank.owner[None, :] == bank.rows[:, None]
+        candidate = bank.same_label & bank.valid[None, :]
+        candidate[local, bank.rows * num_views + anchor_view] = False
+        # ordered: own views first, then same-label samples in batch order
+        priority = torch.arange(bank.flat.shape[0], device=device)[None, :] + bank.flat.shape[0] * ~own
+        preferred = own if pool == "views+labels" else None
+
+    def ordered() -> tuple[Tensor, Tensor]:
+        return ordered_select(candidate, k, priority)
+
+    index, valid = farthest_point_unchecked(anchors, candidates, k, candidate, preferred) if farthest else ordered()
+    if own_views_only:
+        embeddings, flat = _pick(bank.views, index), bank.rows[:, None] * num_views + index
+    else:
+        embeddings, flat = bank.flat[index], index
+    stats: dict[str, Tensor] = {}
+    if with_stats:
+        reordered = _changed(index, valid, *ordered()) if farthest else torch.zeros((), device=device)
+        stats["positives_reordered"] = reordered
+        own_picked = valid if own is None else own.gather(1, index) & valid
+        stats["own_view_positives"] = own_picked.sum() / valid.sum().clamp(min=1)
+    return _Positives(embeddings, valid, flat, stats)
 
 
 @torch.no_grad()
@@ -214,17 +218,16 @@ def candidate_negatives(
 
 def mask_duplicate_negatives(
     candidates: Tensor, bank_ids: Tensor, anchor_flat: Tensor, positives: _Positives, by_content: bool
-) -> tuple[Tensor, Tensor]:
+) -> tuple[Tensor, Tensor | None]:
     """3.4 (duplicates): a candidate with the id of the anchor or one of its positives is no negative.
 
     With ``by_content`` (no ids given: identical embeddings are taken for identical inputs) an anchor whose every
     candidate would go keeps them: every embedding equal to the anchor's is a collapse, not a duplicate input,
-    and the loss must say so instead of reading 0. Returns the mask and a ``[B]`` flag of those anchors.
+    and the loss must say so instead of reading 0. Returns the mask and a ``[B]`` flag of those anchors (``None``
+    when nothing can be restored: ids given, or a duplicate-free bank).
     """
-    batch = candidates.shape[0]
-    restored = torch.zeros(batch, dtype=torch.bool, device=candidates.device)
     if not bool(bank_ids.unique().numel() < bank_ids.numel()):  # nothing to mask in a duplicate-free bank
-        return candidates, restored
+        return candidates, None
     keys = torch.cat([anchor_flat[:, None], positives.flat], dim=1)
     key_valid = torch.cat([torch.ones_like(positives.valid[:, :1]), positives.valid], dim=1)
     key_ids = bank_ids[keys]
@@ -232,10 +235,10 @@ def mask_duplicate_negatives(
     masked = candidates.clone()
     for j in range(keys.shape[1]):  # 1 + num_positives columns, each vectorised over the batch
         masked &= bank_ids[None, :] != key_ids[:, j : j + 1]
-    if by_content:
-        restored = candidates.any(dim=1) & ~masked.any(dim=1)
-        masked = torch.where(restored[:, None], candidates, masked)
-    return masked, restored
+    if not by_content:
+        return masked, None
+    restored = candidates.any(dim=1) & ~masked.any(dim=1)
+    return torch.where(restored[:, None], candidates, masked), restored
 
 
 def generated_negatives(
@@ -521,13 +524,14 @@ class SPACLCriterion(nn.Module):
         anchor_flat = bank.rows * num_views + anchor_view
         # 3.2 hard positives
         positives = select_positives(
-            bank, anchors, anchor_view, view_mask, self.positive_pool, self.num_positives, self.farthest_point
-        )
+            bank, anchors, anchor_view, view_mask, self.positive_pool, self.num_positives, self.farthest_point,
+            with_stats=return_stats,
+        )  # fmt: skip
         # 3.4 candidate negatives, minus duplicates of the anchor and its positives
         shared_bank, shared_mask = candidate_negatives(
             bank, self.candidate_views, candidate_view_mask, negatives, negative_mask, extra_negatives, gathered
         )
-        collapsed = None
+        collapsed: Tensor | None = None
         if self.mask_duplicates:
             bank_ids = self._bank_ids(shared_bank, view_ids, negative_ids, negatives, extra_negatives, gathered)
             shared_mask, collapsed = mask_duplicate_negatives(
@@ -556,8 +560,7 @@ class SPACLCriterion(nn.Module):
         if not return_stats:
             return loss
         stats["anchor_not_first_view"] = (anchor_view != 0).float().mean()
-        stats["positives_reordered"] = positives.reordered
-        stats["own_view_positives"] = positives.own_share
+        stats.update(positives.stats)
         stats["generated_negatives_per_anchor"] = (
             generated_mask.float().sum(1).mean() if generated_mask is not None else torch.zeros((), device=device)
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import torch
@@ -220,5 +221,15 @@ class AdversarialNegativeGenerator(nn.Module):
     def set_extra_state(self, state: dict[str, Any]) -> None:
         self.generator_optimizer.load_state_dict(state["generator_optimizer"])
         self.discriminator_optimizer.load_state_dict(state["discriminator_optimizer"])
+        saved = self.generator_optimizer.param_groups[0]["lr"]
+        if saved != self.lr:  # the optimizer state carries the old rate: the configured one wins, loudly
+            warnings.warn(
+                f"Resuming the generator with lr={self.lr:g} (SPACLLoss `generator_lr`, "
+                f"spacl_generator_lr={self.lr:g}); the checkpoint ran at {saved:g}. The new rate is applied.",
+                stacklevel=2,
+            )
+            for optimizer in (self.generator_optimizer, self.discriminator_optimizer):
+                for group in optimizer.param_groups:
+                    group["lr"] = self.lr
         self.noise.set_state(state["noise"])
         self.steps = int(state["steps"])

@@ -6,7 +6,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .checks import at_least_float32, check_choice, check_fraction, check_int, check_mask, check_tensor, check_temperature
+from .checks import (
+    at_least_float32,
+    check_choice,
+    check_fraction,
+    check_int,
+    check_mask,
+    check_temperature,
+    check_tensor,
+)
 from .screening import SCREENING_WEIGHTS, screen_unchecked
 
 # A finite stand-in for -inf: exp() of it is exactly 0 in float32, and fully masked rows stay NaN-free.

@@ -106,6 +106,12 @@ def screen_unchecked(logits: Tensor, mass: float, min_keep: int, valid: Tensor, 
     )
 
 
+def _weight(scores: Tensor, weight_kind: str, top: Tensor) -> Tensor:
+    """A candidate's screening weight: softmax weight up to the anchor's constant, or its clamped logit (the
+    positive part of the signed weight, which is what the bisection needs; see :func:`_screen_chunk`)."""
+    return torch.exp(scores - top) if weight_kind == "softmax" else scores.clamp(min=0)
+
+
 def _screen_chunk(logits: Tensor, mass: float, min_keep: int, valid: Tensor, weight_kind: str) -> Tensor:
     # Work on [N, B]: per-anchor values then broadcast along the outer axis, which CPU kernels vectorise
     # (broadcasting a [B, 1] column along the contiguous axis is several times slower).
@@ -116,17 +122,14 @@ def _screen_chunk(logits: Tensor, mass: float, min_keep: int, valid: Tensor, wei
     scores = torch.addcmul(scores, invalid, scores.new_tensor(-_FAR)).contiguous()
     top = scores.max(dim=0, keepdim=True).values
     top = top * (top > -_FAR / 2)  # rows with nothing valid: any finite shift will do
+    weight = _weight(scores, weight_kind, top)  # exactly 0 where invalid
     if weight_kind == "softmax":
-        weight = torch.exp(scores - top)  # softmax weights up to the anchor's constant; exactly 0 where invalid
         target = mass * weight.sum(dim=0, keepdim=True)
-        weigh = lambda values: torch.exp(values - top)  # noqa: E731
     else:
         # Signed weights: the cumulative sum rises over the positive logits, then falls. With a positive total the
         # first crossing of mass * total lies among the positive logits, where the clamped weights are the real
         # ones and grow monotonically: the same bisection finds it. A total <= 0 keeps only min_keep (below).
-        weight = scores.clamp(min=0)  # invalid ones sit at -_FAR: weight 0
-        target = mass * (logits.detach().T.to(scores.dtype) * (1 - invalid)).sum(dim=0, keepdim=True)
-        weigh = lambda values: values.clamp(min=0)  # noqa: E731
+        target = mass * (scores * (1 - invalid)).sum(dim=0, keepdim=True)  # the valid logits' signed total
 
     # Invariant: weight(> low) >= target > weight(> high), so the threshold (the largest logit v whose
     # weight(>= v) reaches the target) lies in (low, high]. Any lower bound of the valid logits serves as
@@ -155,7 +158,7 @@ def _screen_chunk(logits: Tensor, mass: float, min_keep: int, valid: Tensor, wei
 
     # Order the few candidates inside the bracket; the last kept is the first whose running weight reaches target.
     bracket, _ = torch.topk(torch.where(inside, scores, -_FAR), width, dim=0)
-    running = weight_high + torch.cumsum(weigh(bracket), dim=0)
+    running = weight_high + torch.cumsum(_weight(bracket, weight_kind, top), dim=0)
     # If rounding leaves the running sum a hair short of the target, the threshold is still the lowest
     # candidate inside this anchor's bracket (never the padding past it, which would keep everything).
     last_kept = torch.minimum((running < target).sum(dim=0, keepdim=True), (inside_count - 1).clamp(min=0))

@@ -285,13 +285,7 @@ class SPACLLoss(nn.Module):
         if content_ids is not None:
             ids = torch.stack([content_ids[0]] * self.num_views + list(content_ids[1:]))
         loss, stats = spacl_from_columns(
-            self.criterion,
-            torch.stack(embeddings),
-            layout,
-            labels,
-            ids,
-            dynamic_anchor=self.dynamic_anchor,
-            candidate_views=self.criterion.candidate_views,
+            self.criterion, torch.stack(embeddings), layout, labels, ids, dynamic_anchor=self.dynamic_anchor
         )
         if self.training and torch.is_grad_enabled():
             self.statistics.add(stats)

@@ -79,6 +79,20 @@ class SPACLDataCollator:
                     )
         return columns
 
+    def labels_of(self, rows: list[dict[str, Any]]) -> torch.Tensor:
+        """The integer class labels of a batch, ``[B]``."""
+        values = [row.get(self.label_column) for row in rows]
+        error = f"`{self.label_column}` must hold integer class labels"
+        if any(isinstance(value, str) for value in values):
+            raise ValueError(f"{error}, got strings. Map them to integers (or cast the column to datasets.ClassLabel).")
+        try:
+            labels = torch.tensor(values)
+        except (TypeError, ValueError, RuntimeError) as failure:
+            raise ValueError(f"{error}, got {values[:4]!r}...: {failure}") from None
+        if labels.ndim != 1 or labels.is_floating_point() or labels.dtype == torch.bool:
+            raise ValueError(f"{error}, got {labels.dtype} values of shape {tuple(labels.shape)}.")
+        return labels
+
     def __call__(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
         if not rows:
             raise ValueError("SPACLDataCollator got an empty batch.")
@@ -101,13 +115,5 @@ class SPACLDataCollator:
         out["spacl_content_ids"] = ids[order]
         out["spacl_layout"] = layout
         if has_labels:
-            values = [row.get(self.label_column) for row in rows]
-            bad = next((v for v in values if isinstance(v, bool) or not isinstance(v, (int, torch.Tensor))), None)
-            if bad is not None or torch.tensor(values).is_floating_point():
-                hint = " Map them to integers (or cast the column to datasets.ClassLabel)." if isinstance(bad, str) else ""
-                raise ValueError(
-                    f"`{self.label_column}` must hold integer class labels, got {type(bad).__name__ if bad is not None else 'float'} "
-                    f"values.{hint}"
-                )
-            out["labels"] = torch.tensor(values)
+            out["labels"] = self.labels_of(rows)
         return out

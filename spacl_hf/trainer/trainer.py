@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import pickle
-import warnings
 from typing import Any
 
 import torch
@@ -100,7 +99,6 @@ class SPACLTrainer(Trainer):
             labels=inputs.get("labels"),
             content_ids=content_ids,
             dynamic_anchor=self.args.spacl_dynamic_anchor,  # None: on for labels / images, off for columns
-            candidate_views=self.args.spacl_candidate_views,
         )
         if model.training and torch.is_grad_enabled():
             self.statistics.add(stats)
@@ -157,19 +155,7 @@ class SPACLTrainer(Trainer):
                 f"{path} is not a valid SPACL generator checkpoint (corrupted, truncated, or not written by "
                 f"SPACLTrainer; only tensors and plain containers are loaded): {type(error).__name__}: {error}"
             ) from None
-        generator = self.criterion.generator
-        configured = generator.lr
-        generator.load_state_dict(generator_state)
-        saved = generator.generator_optimizer.param_groups[0]["lr"]
-        if saved != configured:  # the optimizer state carries the old rate: the configured one wins, loudly
-            warnings.warn(
-                f"Resuming with spacl_generator_lr={configured:g}; the checkpoint's generator ran at {saved:g}. "
-                "The new rate is applied.",
-                stacklevel=3,
-            )
-            for optimizer in (generator.generator_optimizer, generator.discriminator_optimizer):
-                for group in optimizer.param_groups:
-                    group["lr"] = configured
+        self.criterion.generator.load_state_dict(generator_state)  # applies a changed lr, with a warning
 
     def extra_state(self) -> dict[str, Any]:
         """What a checkpoint needs beyond the Trainer's own files: the adversarial generator."""
