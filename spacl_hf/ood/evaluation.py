@@ -3,11 +3,16 @@ validation, report the `evaluate` metric modules shipped with spacl_hf on test."
 
 from __future__ import annotations
 
+import atexit
+import shutil
+import tempfile
 from collections.abc import Callable
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import evaluate
+from evaluate.loading import evaluation_module_factory, import_main_class, init_dynamic_modules
 import torch
 from torch import Tensor
 
@@ -37,8 +42,19 @@ def metric_path(name: str) -> str:
     return str(METRICS_DIR / name / f"{name}.py")
 
 
+@lru_cache(maxsize=1)
+def _scratch_dir() -> Path:
+    """One private folder per process for evaluate's copied module and its lock files, removed at exit, so
+    nothing is left under the user's cache (``~/.cache/huggingface``)."""
+    folder = Path(tempfile.mkdtemp(prefix="spacl_hf_metrics_"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    return folder
+
+
 def load_metric(name: str) -> evaluate.EvaluationModule:
-    """``evaluate.load`` of a shipped metric module by path (``"ood_detection"`` or ``"open_intent"``).
+    """The shipped metric module ``name`` loaded by path, as ``evaluate.load(metric_path(name))`` does, but with
+    its importable copy in a private temporary folder and its state in memory: no lock or Arrow files are
+    written to the user's cache.
 
     Args:
         name: see :func:`metric_path`.
@@ -50,7 +66,16 @@ def load_metric(name: str) -> evaluate.EvaluationModule:
         >>> load_metric("ood_detection").compute(scores=[0.5, 0.9, 0.4], references=[0, 1, 1])
         {'auroc': 0.5, 'fpr_at_95_tpr': 0.5}
     """
-    return evaluate.load(metric_path(name))
+    path = metric_path(name)
+    scratch = _scratch_dir()
+    # A package name of our own, so the copy never shadows evaluate's default `evaluate_modules` package.
+    modules = init_dynamic_modules("spacl_hf_evaluate_modules", hf_modules_cache=scratch)
+    module = evaluation_module_factory(path, module_type="metric", dynamic_modules_path=modules)
+    metric = import_main_class(module.module_path)(
+        keep_in_memory=True, cache_dir=str(scratch / "state"), hash=module.hash
+    )
+    metric.download_and_prepare()
+    return metric
 
 
 def evaluate_open_intent(

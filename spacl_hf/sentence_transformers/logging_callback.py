@@ -1,4 +1,5 @@
-"""Put SPACL's statistics and the generator's losses into the trainer's logs."""
+"""Put SPACL's statistics and the generator's losses into the trainer's logs, and check the training data's labels
+before the first batch."""
 
 from __future__ import annotations
 
@@ -9,6 +10,37 @@ from transformers import Trainer, TrainerCallback, TrainerControl, TrainerState,
 from spacl_hf.common.training_logs import insert_first, merge_into_log
 
 
+LABEL_COLUMNS = ("label", "labels", "score", "scores")  # the columns sentence-transformers reads as labels
+
+
+def check_label_columns(dataset: Any) -> None:
+    """Raise a clear error when a label column of ``dataset`` (a ``datasets.Dataset``) holds strings.
+
+    SPACLLoss's single-column format takes integer class labels; sentence-transformers reads the columns in
+    :data:`LABEL_COLUMNS` as labels and stacks them into a tensor.
+
+    Args:
+        dataset: the training data; anything without ``features`` (an iterable dataset, a list) is not checked.
+
+    Raises:
+        ValueError: naming the column, when its feature is a string ``Value``.
+
+    Example:
+        >>> from datasets import Dataset
+        >>> check_label_columns(Dataset.from_dict({"text": ["a", "b"], "label": [0, 1]}))  # integers: fine
+    """
+    features = getattr(dataset, "features", None)
+    if not features:
+        return
+    for column in LABEL_COLUMNS:
+        feature = features.get(column)
+        if getattr(feature, "dtype", None) in ("string", "large_string"):
+            raise ValueError(
+                f"The training data's {column!r} column holds strings; SPACLLoss needs integer class labels. Map "
+                f"them to ids first, e.g. `dataset = dataset.class_encode_column({column!r})` (a ClassLabel column)."
+            )
+
+
 class SPACLLoggingCallback(TrainerCallback):
     """Adds the running means of a SPACL loss's statistics to every training log.
 
@@ -16,7 +48,9 @@ class SPACLLoggingCallback(TrainerCallback):
     statistics (kept-negative fraction, positive spread, generator and discriminator losses, ...) and adds
     them, prefixed with ``spacl/``, to the log: to ``state.log_history`` and to the ``logs`` that the
     callbacks after this one receive. Use :meth:`attach` so that it runs before the reporting callbacks
-    (TensorBoard, W&B, ...), which the trainer places ahead of user callbacks.
+    (TensorBoard, W&B, ...), which the trainer places ahead of user callbacks. When training starts it checks
+    that the training data's label columns hold integers (:func:`check_label_columns`), so string labels get a
+    clear error instead of sentence-transformers' "too many dimensions 'str'".
 
     Args:
         loss: a :class:`SPACLLoss` or :class:`CachedSPACLLoss` (anything with ``pop_statistics()``).
@@ -37,6 +71,18 @@ class SPACLLoggingCallback(TrainerCallback):
     def attach(cls, trainer: Trainer, loss: Any) -> SPACLLoggingCallback:
         """Create the callback and put it first in ``trainer``'s callbacks, ahead of the reporting ones."""
         return insert_first(trainer, cls(loss))
+
+    def on_train_begin(
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
+        train_dataloader: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        # sentence-transformers' collator turns labels into a tensor and fails on strings with
+        # "too many dimensions 'str'", which does not say what to do: say it before the first batch.
+        check_label_columns(getattr(train_dataloader, "dataset", None))
 
     def on_log(
         self,

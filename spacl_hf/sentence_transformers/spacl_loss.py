@@ -112,7 +112,8 @@ class SPACLLoss(nn.Module):
 
         Requirements:
             1. (anchor, positive) pairs, optionally with negative columns and/or several positive columns, or
-            2. a single text column with integer class labels.
+            2. a single text column with integer class labels (string labels: map them to ids first, e.g.
+               ``dataset.class_encode_column("label")``; :class:`SPACLLoggingCallback` checks this at the start).
 
         Inputs:
             +-------------------------------------------------------+-----------------+
