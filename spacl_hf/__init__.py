@@ -30,6 +30,8 @@ _LAZY = {
     "SPACLTrainingArguments": "spacl_hf.trainer",
     "SPACLDataCollator": "spacl_hf.trainer",
     "EmbeddingModel": "spacl_hf.trainer",
+    "PerClassBatchSampler": "spacl_hf.common.samplers",
+    "per_class_batch_sampler": "spacl_hf.common.samplers",
 }
 
 __all__ = [

@@ -116,6 +116,13 @@ class SPACLTrainingArguments(TrainingArguments):
             "choices": list(POOLING_CHOICES),
         },
     )
+    spacl_samples_per_label: int | None = field(
+        default=None,
+        metadata={
+            "help": "Labelled data: batches of batch_size / k labels with k samples each (PerClassBatchSampler), so "
+            "the dynamic anchor and farthest-point selection have choices. None: the Trainer's random batches."
+        },
+    )
     remove_unused_columns: bool = field(
         default=False, metadata={"help": "Keep the dataset's columns: SPACLDataCollator reads them (must stay False)."}
     )
@@ -130,6 +137,13 @@ class SPACLTrainingArguments(TrainingArguments):
             check_bool("spacl_dynamic_anchor", self.spacl_dynamic_anchor)
         check_bool("spacl_adversarial_negatives", self.spacl_adversarial_negatives)
         check_int("spacl_generator_warmup_steps", self.spacl_generator_warmup_steps, 0)
+        if self.spacl_samples_per_label is not None:
+            check_int("spacl_samples_per_label", self.spacl_samples_per_label, 2)
+            if self.per_device_train_batch_size % self.spacl_samples_per_label:
+                raise ValueError(
+                    f"`per_device_train_batch_size`={self.per_device_train_batch_size} must be a multiple of "
+                    f"`spacl_samples_per_label`={self.spacl_samples_per_label}."
+                )
         if self.remove_unused_columns:
             raise ValueError(
                 "`remove_unused_columns` must be False for SPACLTrainer: its collator reads the text columns."

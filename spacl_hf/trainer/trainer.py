@@ -8,10 +8,12 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torch.utils.data import DataLoader
 from transformers import Trainer, TrainerCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
 
 from spacl_hf.common.pooling import embedding_dim_of, pool_embeddings
+from spacl_hf.common.samplers import LABEL_COLUMNS, PerClassBatchSampler
 from spacl_hf.core import ColumnLayout, RunningStatistics, SPACLCriterion, spacl_from_columns
 
 from .arguments import SPACLTrainingArguments
@@ -22,8 +24,8 @@ GENERATOR_STATE_NAME = "spacl_generator.pt"
 class SPACLTrainer(Trainer):
     """Train any ``AutoModel`` encoder (text or vision) with SPACL over in-batch embeddings.
 
-    Only :meth:`compute_loss` is overridden (plus a thin :meth:`train` that restores the generator on resume and
-    :meth:`log` that adds SPACL's statistics): the batch from :class:`SPACLDataCollator` is embedded in one
+    Only :meth:`compute_loss` is overridden (plus a thin :meth:`train` that restores the generator on resume,
+    :meth:`log` that adds SPACL's statistics and :meth:`get_train_dataloader` for ``spacl_samples_per_label``): the batch from :class:`SPACLDataCollator` is embedded in one
     forward pass, pooled (``args.spacl_pooling``), laid out as views, and scored by
     :class:`~spacl_hf.core.SPACLCriterion`. For a projection head, wrap the encoder in :class:`EmbeddingModel`
     (the head is then part of the model: trained, checkpointed and synchronised across processes with it).
@@ -68,6 +70,24 @@ class SPACLTrainer(Trainer):
         self.criterion: SPACLCriterion = args.build_criterion(embedding_dim_of(self.model)).to(self.args.device)
         self.statistics = RunningStatistics()
         self.add_callback(_GeneratorCheckpointCallback(self))
+
+    def get_train_dataloader(self) -> DataLoader:
+        """The Trainer's loader, or per-label batches (:class:`~spacl_hf.common.samplers.PerClassBatchSampler`)
+        when ``args.spacl_samples_per_label`` is set; each process then draws its own batches."""
+        per_label = self.args.spacl_samples_per_label
+        if per_label is None:
+            return super().get_train_dataloader()
+        columns = getattr(self.train_dataset, "column_names", None) or []
+        column = next((c for c in LABEL_COLUMNS if c in columns), None)
+        if column is None:
+            raise ValueError(f"`spacl_samples_per_label` needs a 'label' or 'labels' column; the data has {columns}.")
+        sampler = PerClassBatchSampler(list(self.train_dataset[column]), self._train_batch_size, per_label,
+                                       seed=self.args.data_seed if self.args.data_seed is not None else self.args.seed)  # fmt: skip
+        loader = DataLoader(
+            self.train_dataset, batch_sampler=sampler, collate_fn=self.data_collator,
+            num_workers=self.args.dataloader_num_workers, pin_memory=self.args.dataloader_pin_memory,
+        )  # fmt: skip
+        return self.accelerator.prepare(loader)
 
     # --- model pieces ------------------------------------------------------------------------------------------
     def embed(self, model: nn.Module, inputs: dict[str, Any]) -> Tensor:
