@@ -49,6 +49,14 @@ class DataArguments:
         default=None, metadata={"help": "Evaluate on at most this many STS-B dev pairs."}
     )
     max_seq_length: int = field(default=128, metadata={"help": "Truncate inputs to this many tokens."})
+    hard_negatives: int = field(
+        default=0,
+        metadata={
+            "help": "Mine this many hard negatives per (anchor, positive) with the start model "
+            "(sentence_transformers.util.mine_hard_negatives, 5%% relative margin against false negatives) and "
+            "train on the n-tuples (anchor, positive, negative_1..N); replaces the data's own negatives."
+        },
+    )
 
 
 @dataclass
@@ -64,6 +72,14 @@ class SPACLArguments:
     dynamic_anchor: bool = field(default=True, metadata={"help": "Dynamic anchor (NLI and STS are symmetric)."})
     adversarial_negatives: bool = field(default=True, metadata={"help": "GAN-generated hard negatives."})
     generator_warmup_steps: int = field(default=20, metadata={"help": "Steps before generated negatives are used."})
+    matryoshka_dims: list[int] | None = field(
+        default=None,
+        metadata={"help": "Wrap SPACL in MatryoshkaLoss with these dimensions, e.g. 384 128 64 (largest first)."},
+    )
+    directions: list[str] = field(
+        default_factory=lambda: ["query_to_doc"],
+        metadata={"help": "query_to_doc (the paper), or query_to_doc doc_to_query: the symmetric loss."},
+    )
     cached_mini_batch_size: int | None = field(
         default=None, metadata={"help": "Use CachedSPACLLoss with this mini-batch size (for large batches)."}
     )
@@ -165,6 +181,19 @@ def load_data(data: DataArguments, seed: int):
     return train_dataset, dev
 
 
+def mine_negatives(dataset, model, count: int, show: bool = True):
+    """(anchor, positive, negative_1..count): the ``count`` most similar texts of the training corpus that score
+    below 95% of the pair's own similarity (a relative margin, so near-paraphrases are not taken as negatives)."""
+    from sentence_transformers.util import mine_hard_negatives
+
+    pairs = dataset.select_columns(["anchor", "positive"])
+    mined = mine_hard_negatives(pairs, model, num_negatives=count, relative_margin=0.05, output_format="n-tuple",
+                                batch_size=128, verbose=show)  # fmt: skip
+    if len(mined) == 0:
+        raise SystemExit(f"error: --hard_negatives {count}: no pair kept {count} negatives; use a smaller number.")
+    return mined
+
+
 def validate_before_loading(data: DataArguments, spacl: SPACLArguments, training) -> None:
     """Everything that can be checked before a model is loaded: fail in a second, not after 30."""
     from spacl_hf.common.data_files import find_data_dir
@@ -176,6 +205,9 @@ def validate_before_loading(data: DataArguments, spacl: SPACLArguments, training
         check_choice("--screening_weight", spacl.screening_weight, ("softmax", "similarity"))
         check_int("--num_positives", spacl.num_positives, 1)
         check_int("--num_views", spacl.num_views, 1)
+        check_int("--hard_negatives", data.hard_negatives, 0)
+        for dim in spacl.matryoshka_dims or []:
+            check_int("--matryoshka_dims", dim, 1)
         for name in ("max_train_samples", "max_eval_samples"):
             if getattr(data, name) is not None:
                 check_int(f"--{name}", getattr(data, name), 1)
@@ -204,6 +236,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         SentenceTransformerTrainingArguments,
     )
     from sentence_transformers.sentence_transformer.evaluation import EmbeddingSimilarityEvaluator
+    from sentence_transformers.sentence_transformer.losses import MatryoshkaLoss
 
     from spacl_hf import CachedSPACLLoss, SPACLLoggingCallback, SPACLLoss
 
@@ -219,6 +252,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     model = SentenceTransformer(model_path, device=str(training.device))
     model.max_seq_length = data.max_seq_length
     train_dataset, (dev1, dev2, dev_scores) = load_data(data, training.seed)
+    if data.hard_negatives:
+        train_dataset = mine_negatives(train_dataset, model, data.hard_negatives, show=state.is_main_process)
     evaluator = EmbeddingSimilarityEvaluator(
         dev1, dev2, dev_scores, name="stsb-dev", show_progress_bar=state.is_main_process
     )
@@ -235,12 +270,14 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         generator_warmup_steps=spacl.generator_warmup_steps,
         generator_seed=training.seed,
         gather_across_devices=state.num_processes > 1,
+        directions=tuple(spacl.directions),
     )
     if spacl.cached_mini_batch_size:
         loss = CachedSPACLLoss(model, mini_batch_size=spacl.cached_mini_batch_size, **loss_kwargs)
     else:
         loss = SPACLLoss(model, **loss_kwargs)
-    trainer = SentenceTransformerTrainer(model=model, args=training, train_dataset=train_dataset, loss=loss)
+    objective = MatryoshkaLoss(model, loss, spacl.matryoshka_dims) if spacl.matryoshka_dims else loss
+    trainer = SentenceTransformerTrainer(model=model, args=training, train_dataset=train_dataset, loss=objective)
     SPACLLoggingCallback.attach(trainer, loss)
     trainer.train()
     if trainer.state.global_step == 0:  # a run that trained nothing is not a success

@@ -36,7 +36,16 @@ def smoke_args(model_dir: str, output_dir: Path) -> list[str]:
 
 
 @needs_data
-@pytest.mark.parametrize("extra", [[], ["--train_data", "stsb", "--cached_mini_batch_size", "4", "--num_views", "2"]])
+@pytest.mark.parametrize(
+    "extra",
+    [
+        [],
+        ["--train_data", "stsb", "--cached_mini_batch_size", "4", "--num_views", "2"],
+        # the README's recipes: mined hard negatives, Matryoshka dimensions, the symmetric loss
+        ["--train_data", "stsb", "--hard_negatives", "2", "--matryoshka_dims", "32", "16",
+         "--directions", "query_to_doc", "doc_to_query"],
+    ],
+)  # fmt: skip
 def test_train_sts_main_runs_two_steps(extra, tiny_encoder_dir, tmp_path):
     scores = load_example("train_sts").main(smoke_args(tiny_encoder_dir, tmp_path) + extra)
     assert scores["steps"] == 2 and -1 <= scores["stsb_dev_spearman_cosine_after"] <= 1
@@ -44,6 +53,8 @@ def test_train_sts_main_runs_two_steps(extra, tiny_encoder_dir, tmp_path):
     assert saved == scores
     card = (tmp_path / "final" / "README.md").read_text()
     assert "SPACLLoss" in card or "CachedSPACLLoss" in card
+    if "--hard_negatives" in extra:
+        assert "negative_2" in card and '"matryoshka_dims"' in card and "'doc_to_query'" in card
 
 
 def test_resolve_model_prefers_local_folders_and_the_packaged_copy_offline(tmp_path, monkeypatch):

@@ -395,12 +395,46 @@ class SPACLCriterion(nn.Module):
                 f"`generator` must be an AdversarialNegativeGenerator or None, got {type(generator).__name__}."
             )
         self.generator = generator
+        # one generator per truncated size (Matryoshka), made on first use: see generator_for
+        self.truncated_generators = nn.ModuleDict()
         self.candidate_views = check_choice("candidate_views", candidate_views, CANDIDATE_VIEWS)
         self.positive_pool = check_choice("positive_pool", positive_pool, POSITIVE_POOLS)
         self.screening_weight = check_choice("screening_weight", screening_weight, SCREENING_WEIGHTS)
         self.mask_duplicates = check_bool("mask_duplicates", mask_duplicates)
         self.gather_across_devices = check_bool("gather_across_devices", gather_across_devices)
         self._warned: set[str] = set()
+
+    def generator_for(self, embedding_dim: int) -> AdversarialNegativeGenerator | None:
+        """The adversarial generator of embeddings of ``embedding_dim`` features.
+
+        ``generator`` itself at its own size. Truncated embeddings (``MatryoshkaLoss`` scores the leading 64 of 384
+        features, renormalised) get a generator of their own, made on first use with the same settings: the
+        full-size generator cannot take them, and negatives generated at full size and truncated would be hard for
+        the full geometry, not for the truncated one. The extra generators are small (two MLPs each) and train
+        only on their own size's batches.
+
+        Args:
+            embedding_dim: the size of the embeddings being scored.
+
+        Raises:
+            ValueError: for a size larger than the generator's.
+
+        Example:
+            >>> criterion = SPACLCriterion(generator=AdversarialNegativeGenerator(64))
+            >>> criterion.generator_for(16).embedding_dim, criterion.generator_for(64) is criterion.generator
+            (16, True)
+        """
+        if self.generator is None or embedding_dim == self.generator.embedding_dim:
+            return self.generator
+        if embedding_dim > self.generator.embedding_dim:
+            raise ValueError(
+                f"Embeddings of {embedding_dim} features exceed the generator's {self.generator.embedding_dim}."
+            )
+        key = str(embedding_dim)
+        if key not in self.truncated_generators:
+            device = next(self.generator.parameters()).device
+            self.truncated_generators[key] = self.generator.for_dimension(embedding_dim).to(device)
+        return self.truncated_generators[key]
 
     def get_config_dict(self) -> dict[str, Any]:
         return {
@@ -540,10 +574,11 @@ class SPACLCriterion(nn.Module):
         # 3.3 generated hard negatives (decided on detached inputs; identical on every process)
         generated = generated_mask = None
         generator_stats: dict[str, Tensor] = {}
-        if self.generator is not None:
+        generator = self.generator_for(anchors.shape[-1])
+        if generator is not None:
             update = self.training and torch.is_grad_enabled()
             generated, generated_mask, generator_stats = generated_negatives(
-                self.generator, anchors, positives, gathered, offset, update
+                generator, anchors, positives, gathered, offset, update
             )
         self._warn_if_starved(shared_mask, generated_mask, positives.valid, collapsed)
 

@@ -121,6 +121,21 @@ class AdversarialNegativeGenerator(nn.Module):
             "init_scale": self.init_scale,
         }
 
+    def for_dimension(self, embedding_dim: int) -> AdversarialNegativeGenerator:
+        """A new generator with these settings (seed included) for embeddings of another size: the adversary of
+        truncated (Matryoshka) embeddings, whose geometry is not the full embeddings' one.
+
+        Args:
+            embedding_dim: the other size.
+
+        Example:
+            >>> AdversarialNegativeGenerator(64).for_dimension(16).embedding_dim
+            16
+        """
+        config = self.get_config_dict()
+        config["embedding_dim"] = embedding_dim
+        return AdversarialNegativeGenerator(**config)
+
     @property
     def active(self) -> bool:
         """Whether warm-up is over and :meth:`generate` returns negatives."""

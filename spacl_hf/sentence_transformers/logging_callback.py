@@ -3,6 +3,7 @@ before the first batch."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from transformers import Trainer, TrainerCallback, TrainerControl, TrainerState, TrainingArguments
@@ -41,6 +42,40 @@ def check_label_columns(dataset: Any) -> None:
             )
 
 
+def describe_wrapped_loss(model: Any, loss: Any) -> bool:
+    """Put ``loss``'s configuration into ``model``'s card where a wrapper names it only by class.
+
+    ``MatryoshkaLoss``, ``Matryoshka2dLoss`` and ``AdaptiveLayerLoss`` describe their inner loss as
+    ``"loss": "SPACLLoss"`` in the model card, so SPACL's settings (temperature, screening, generator, ...) would be
+    missing; this writes ``"loss": "SPACLLoss(temperature=0.05, ...)"`` there instead, as sentence-transformers does
+    for a loss given as a module.
+
+    Args:
+        model: the SentenceTransformer being trained (anything without ``model_card_data`` is left alone).
+        loss: the SPACL loss inside the wrapper (anything with ``get_config_dict``).
+
+    Returns:
+        Whether a card entry was completed.
+
+    Example:
+        >>> describe_wrapped_loss(None, None)  # nothing to describe
+        False
+    """
+    card = getattr(model, "model_card_data", None)
+    if card is None or not hasattr(loss, "get_config_dict"):
+        return False
+    name = type(loss).__name__
+    described = name + "(" + ", ".join(f"{k}={v!r}" for k, v in loss.get_config_dict().items()) + ")"
+    completed = False
+    for dataset in [*getattr(card, "train_datasets", []), *getattr(card, "eval_datasets", [])]:
+        entry = dataset.get("loss") if isinstance(dataset, dict) else None
+        code = entry.get("config_code") if isinstance(entry, dict) else None
+        if isinstance(code, str) and f'"loss": "{name}"' in code:
+            entry["config_code"] = code.replace(f'"loss": "{name}"', f'"loss": {json.dumps(described)}')
+            completed = True
+    return completed
+
+
 class SPACLLoggingCallback(TrainerCallback):
     """Adds the running means of a SPACL loss's statistics to every training log.
 
@@ -50,7 +85,9 @@ class SPACLLoggingCallback(TrainerCallback):
     callbacks after this one receive. Use :meth:`attach` so that it runs before the reporting callbacks
     (TensorBoard, W&B, ...), which the trainer places ahead of user callbacks. When training starts it checks
     that the training data's label columns hold integers (:func:`check_label_columns`), so string labels get a
-    clear error instead of sentence-transformers' "too many dimensions 'str'".
+    clear error instead of sentence-transformers' "too many dimensions 'str'", and, when the loss is wrapped in
+    ``MatryoshkaLoss`` / ``AdaptiveLayerLoss``, writes SPACL's settings into the model card
+    (:func:`describe_wrapped_loss`).
 
     Args:
         loss: a :class:`SPACLLoss` or :class:`CachedSPACLLoss` (anything with ``pop_statistics()``).
@@ -83,6 +120,7 @@ class SPACLLoggingCallback(TrainerCallback):
         # sentence-transformers' collator turns labels into a tensor and fails on strings with
         # "too many dimensions 'str'", which does not say what to do: say it before the first batch.
         check_label_columns(getattr(train_dataloader, "dataset", None))
+        describe_wrapped_loss(kwargs.get("model"), self.loss)
 
     def on_log(
         self,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import torch
@@ -21,6 +21,19 @@ from spacl_hf.core import (
     spacl_from_columns,
 )
 from spacl_hf.core.checks import check_bool, check_int
+
+
+DIRECTIONS = ("query_to_doc", "doc_to_query")
+
+
+def check_directions(directions: Sequence[str]) -> tuple[str, ...]:
+    """``directions`` as a tuple, checked: a subset of :data:`DIRECTIONS` that holds ``"query_to_doc"``."""
+    if isinstance(directions, str) or not all(isinstance(d, str) for d in directions):
+        raise ValueError(f"`directions` must be a sequence of names from {DIRECTIONS}, got {directions!r}.")
+    directions = tuple(dict.fromkeys(directions))
+    if "query_to_doc" not in directions or not set(directions) <= set(DIRECTIONS):
+        raise ValueError(f"`directions` must hold 'query_to_doc' and only names from {DIRECTIONS}, got {directions!r}.")
+    return directions
 
 
 class SPACLLoss(nn.Module):
@@ -47,6 +60,7 @@ class SPACLLoss(nn.Module):
         candidate_views: str = "auto",
         mask_duplicates: bool = True,
         gather_across_devices: bool = False,
+        directions: Sequence[str] = ("query_to_doc",),
     ) -> None:
         """
         SnaPhArd Contrast Learning (SPACL): a contrastive loss that gives weight to hard samples on both sides.
@@ -100,6 +114,13 @@ class SPACLLoss(nn.Module):
             mask_duplicates: a text identical to the anchor or one of its positives is never its negative.
             gather_across_devices: gather candidates from every process, with gradients, under multi-process
                 training (``accelerate launch``, ``torchrun``); the generator stays identical on every process.
+            directions: ``("query_to_doc",)`` (the paper) or ``("query_to_doc", "doc_to_query")``: the symmetric
+                loss for pair data, the mean of SPACL from each query to the documents and from each document
+                (first positive column) to the queries, each direction with its own selection and screening, as
+                ``MultipleNegativesRankingLoss(directions=..., partition_mode="per_direction")``. The reverse
+                direction uses the (anchor, first positive) columns only, and needs ``num_views=1`` and
+                ``num_positive_columns=1`` without labels. The dynamic anchor does not replace it: it picks one
+                anchor per sample, so each sample still contributes one direction per step.
 
         Raises:
             ValueError: on an invalid setting (named in the message), when ``adversarial_negatives`` is on and the
@@ -168,6 +189,13 @@ class SPACLLoss(nn.Module):
         self.num_positive_columns = check_int("num_positive_columns", num_positive_columns, 1)
         self.num_views = check_int("num_views", num_views, 1)
         self.dynamic_anchor = None if dynamic_anchor is None else check_bool("dynamic_anchor", dynamic_anchor)
+        self.directions = check_directions(directions)
+        if "doc_to_query" in self.directions and (self.num_views > 1 or self.num_positive_columns > 1):
+            raise ValueError(
+                "`directions` with 'doc_to_query' needs num_views=1 and num_positive_columns=1 (the reverse "
+                f"direction swaps the anchor and positive columns); got num_views={self.num_views}, "
+                f"num_positive_columns={self.num_positive_columns}."
+            )
         self.adversarial_negatives = check_bool("adversarial_negatives", adversarial_negatives)
         generator = None
         if self.adversarial_negatives:
@@ -219,6 +247,7 @@ class SPACLLoss(nn.Module):
                 "num_views": self.num_views,
                 "dynamic_anchor": self.dynamic_anchor,
                 "adversarial_negatives": self.adversarial_negatives,
+                "directions": list(self.directions),
             }
         )
         if generator is not None:
@@ -285,8 +314,22 @@ class SPACLLoss(nn.Module):
         ids = None
         if content_ids is not None:
             ids = torch.stack([content_ids[0]] * self.num_views + list(content_ids[1:]))
+        reverse = "doc_to_query" in self.directions
+        if reverse and labels is not None:
+            raise ValueError("`directions` with 'doc_to_query' needs column data (anchor, positive, ...), not labels.")
+        loss = self._directed_loss(torch.stack(embeddings), layout, labels, ids)
+        if reverse:
+            # the reverse direction: each document (first positive column) against the queries
+            swapped = torch.stack([embeddings[1], embeddings[0]])
+            swapped_ids = None if ids is None else ids[[1, 0]]
+            loss = (loss + self._directed_loss(swapped, self.layout(2, None), None, swapped_ids)) / 2
+        return loss
+
+    def _directed_loss(
+        self, columns: Tensor, layout: ColumnLayout, labels: Tensor | None, ids: Tensor | None
+    ) -> Tensor:
         loss, stats = spacl_from_columns(
-            self.criterion, torch.stack(embeddings), layout, labels, ids, dynamic_anchor=self.dynamic_anchor
+            self.criterion, columns, layout, labels, ids, dynamic_anchor=self.dynamic_anchor
         )
         if self.training and torch.is_grad_enabled():
             self.statistics.add(stats)
