@@ -54,6 +54,15 @@ class SPACLArguments:
     temperature: float = field(default=0.05, metadata={"help": "SPACL temperature."})
     num_positives: int = field(default=2, metadata={"help": "Hard positives per anchor (same-intent queries)."})
     screening_mass: float = field(default=0.95, metadata={"help": "Screening mass (lambda_Q)."})
+    screening_weight: str = field(
+        default="softmax",
+        metadata={"help": "'softmax' or 'similarity' (the paper's raw cosines).", "choices": ["softmax", "similarity"]},
+    )
+    samples_per_intent: int | None = field(
+        default=4,
+        metadata={"help": "Batches of batch_size / k intents with k queries each (PerClassBatchSampler), so the "
+                  "dynamic anchor and farthest-point selection have choices; 0 uses --batch_sampler instead."},
+    )  # fmt: skip
     num_views: int = field(default=1, metadata={"help": "Encodings per query (extra = dropout views)."})
     adversarial_negatives: bool = field(default=True, metadata={"help": "GAN-generated hard negatives."})
     generator_warmup_steps: int = field(default=20, metadata={"help": "Steps before generated negatives are used."})
@@ -70,7 +79,7 @@ def training_defaults() -> dict[str, object]:
         save_strategy="no",
         report_to="none",
         seed=0,
-        batch_sampler="group_by_label",  # every batch holds several queries of several intents
+        batch_sampler="group_by_label",  # used only with --samples_per_intent 0
     )
 
 
@@ -115,6 +124,10 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     parser = HfArgumentParser((IntentArguments, SPACLArguments, SentenceTransformerTrainingArguments))
     parser.set_defaults(**training_defaults())
     data, spacl, training = parser.parse_args_into_dataclasses(args=argv)
+    if spacl.samples_per_intent:
+        from spacl_hf import per_class_batch_sampler
+
+        training.batch_sampler = per_class_batch_sampler(spacl.samples_per_intent)
     state = PartialState()
     random.seed(training.seed)
     torch.manual_seed(training.seed)
@@ -132,6 +145,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         temperature=spacl.temperature,
         num_positives=spacl.num_positives,
         screening_mass=spacl.screening_mass,
+        screening_weight=spacl.screening_weight,
         num_views=spacl.num_views,
         adversarial_negatives=spacl.adversarial_negatives,
         generator_warmup_steps=spacl.generator_warmup_steps,
