@@ -21,13 +21,7 @@ from sentence_transformers.sentence_transformer.losses import (  # noqa: E402
 from spacl_hf import AdversarialNegativeGenerator, CachedSPACLLoss, SPACLCriterion, SPACLLoggingCallback  # noqa: E402
 from spacl_hf import SPACLLoss  # noqa: E402
 
-SENTENCES = [
-    "a man is playing a guitar", "a woman is slicing an onion", "the cat sleeps on the sofa",
-    "children play football in the park", "a plane takes off at dawn", "he reads a book by the window",
-    "the chef cooks pasta", "two dogs run on the beach", "rain falls on the city", "a boy rides a bicycle",
-    "she paints a landscape", "the train arrives late", "students listen to a lecture", "a bird sings at noon",
-    "the market is crowded", "an old man feeds pigeons",
-]  # fmt: skip
+from test_sentence_transformers import SENTENCES  # noqa: E402  (the same sentences)
 PAIRS = {"anchor": SENTENCES, "positive": ["indeed " + s for s in SENTENCES]}
 
 

