@@ -258,7 +258,7 @@ def training_steps(device: torch.device, model_path: str, cases: list[tuple[str,
         def step(loss_fn) -> None:
             optimizer.zero_grad(set_to_none=True)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-                loss = loss_fn(features, None)
+                loss = loss_fn([dict(f) for f in features], None)  # modules add keys to the dicts they get
             loss.backward()
             optimizer.step()
 
