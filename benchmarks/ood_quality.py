@@ -249,12 +249,17 @@ def stored_best(store: RunStore, configurations: list[dict[str, Any]], top: int)
 
 
 def second_stage(store: RunStore) -> list[dict[str, Any]]:
-    """1 seed each: the two best SPACL settings of the first stage with dropout views (num_views 2, as the issue
-    asks; the dynamic anchor has nothing to choose with one view per query, and two views tie, hence also 3), the best with 8 generator updates per step (with 1, the
-    first stage's generator stayed next to its sources and the false-negative guard dropped every generated point:
-    ``generated_guard_kept_fraction`` 0), the best with every same-intent partner as a positive (num_positives 3 of
-    the 3 a query has with per_class 4, as SupCon) and with a smaller screening mass (0.8), and SupCon's best with
-    views too. `chosen` then takes the best of all on 3 seeds."""
+    """1 seed each, around the two best SPACL settings of the first stage:
+
+    - both with dropout views (num_views 2, as the issue asks); the best also with 3 views, since two views tie and
+      the dynamic anchor then still has nothing to choose;
+    - the best with 8 generator updates per step (with 1, the first stage's generator stayed next to its sources and
+      the false-negative guard dropped every generated point: ``generated_guard_kept_fraction`` 0);
+    - the best with every same-intent partner as a positive (num_positives 3 of the 3 a query has at per_class 4,
+      as SupCon) and with a smaller screening mass (0.8);
+    - SupCon's best with views too.
+
+    `chosen` then takes the best of all on 3 seeds."""
     spacl = [c for c in sweep_configurations() if c["method"] == "SPACL"]
     supcon = [c for c in sweep_configurations() if c["method"] == "SupCon"]
     top_spacl, top_supcon = stored_best(store, spacl, 2), stored_best(store, supcon, 1)
@@ -336,6 +341,8 @@ def report(store: RunStore, prefix: Path) -> None:
             final_rows.append({"name": name, **row})
     result = {
         "command": "python benchmarks/ood_quality.py spread|sweep|final|report",
+        "chosen": {n: options_text(c) for n, c in names if c["task"] == "clinc150" and not n.startswith("w/o")},
+        "paired": paired_differences(store, names),
         "start_model": "all-MiniLM-L6-v2 (packaged)",
         "budget": BUDGET,
         "selection": f"{SELECTION_METRIC} (CLINC150 validation; the test split is read only by `final`)",
@@ -351,6 +358,24 @@ def report(store: RunStore, prefix: Path) -> None:
         plot_roc({n: (r["result"]["test_centroid_scores"], ood_flags(r["result"])) for n, r in curves.items()},
                  Path(f"{prefix}_roc.png"))  # fmt: skip
     print(table)
+
+
+def paired_differences(store: RunStore, names: list[tuple[str, dict[str, Any]]]) -> list[dict[str, Any]]:
+    """SPACL minus SupCon per seed (same seed = same known intents and data order), mean ± std over seeds."""
+    rows = []
+    for task in dict.fromkeys(c["task"] for _, c in names):
+        mine = {n: c for n, c in names if c["task"] == task}
+        if "SPACL" not in mine or "SupCon" not in mine:
+            continue
+        pairs = [(store.load({**mine["SPACL"], "seed": s}), store.load({**mine["SupCon"], "seed": s})) for s in SEEDS]
+        if not all(a and b for a, b in pairs):
+            continue
+        row = {"task": task}
+        for metric in ("auroc", "ood_f1", "macro_f1"):
+            key = f"test.centroid_cosine.{metric}"
+            row[metric] = mean_std([value(a, key) - value(b, key) for a, b in pairs])
+        rows.append(row)
+    return rows
 
 
 def ood_flags(result: dict[str, Any]) -> list[bool]:
@@ -378,6 +403,9 @@ def markdown(result: dict[str, Any]) -> str:
         f"max_seq_length {b['max_seq_length']}; scorers fitted on {b['bank_per_intent']} training queries per intent. "
         f"Selection: {result['selection']}.",
         "",
+        ("Chosen on validation: " + "; ".join(f"{m}: {o}" for m, o in result["chosen"].items()) + ".")
+        if result["chosen"] else "The final table waits for the `final` phase.",
+        "",
         "**Seed spread** (CLINC150 validation AUROC, centroid cosine, seeds 0-2):",
         "",
         "| method | settings | AUROC |",
@@ -385,7 +413,8 @@ def markdown(result: dict[str, Any]) -> str:
     ]
     lines += [f"| {r['configuration']['method']} | {options_text(r['configuration'])} | "
               f"{100 * r['mean']:.2f} ± {100 * r['std']:.2f} |" for r in result["spread"]]  # fmt: skip
-    lines += ["", "**Validation sweep** (CLINC150 validation AUROC, centroid cosine; seeds in the last column):", "",
+    lines += ["", "**Validation sweep** (CLINC150 validation AUROC, centroid cosine; s/step of the sweep runs is wall "
+              "time while other jobs sometimes shared the 2 cores: compare the final table's):", "",
               "| method | settings | AUROC | seeds | s/step |", "|---|---|---:|---|---:|"]  # fmt: skip
     lines += [f"| {r['configuration']['method']} | {options_text(r['configuration'])} | "
               f"{100 * r['mean']:.2f} ± {100 * r['std']:.2f} | {r['seeds']} | {r['step_seconds']['mean']:.2f} |"
@@ -402,6 +431,17 @@ def markdown(result: dict[str, Any]) -> str:
                 + f" | {pct(m['centroid_cosine']['fpr_at_95_tpr'])} | {pct(m['centroid_cosine']['ood_f1'])} | "
                 f"{pct(m['centroid_cosine']['macro_f1'])} | {r['step_seconds']['mean']:.2f} |"
             )
+        lines += ["", "OOD F1 / macro F1 of every scorer (test, %):", "",
+                  "| task | method | " + " | ".join(f"{s} OOD F1 | {s} macro F1" for s in SCORERS) + " |",
+                  "|---|---|" + "---:|" * (2 * len(SCORERS))]  # fmt: skip
+        for r in result["final"]:
+            m = r["metrics"]
+            lines.append(f"| {r['configuration']['task']} | {r['name']} | "
+                         + " | ".join(f"{pct(m[s]['ood_f1'])} | {pct(m[s]['macro_f1'])}" for s in SCORERS) + " |")
+        if result["paired"]:
+            lines += ["", "SPACL minus SupCon, paired by seed (centroid cosine, test, points):", ""]
+            lines += [f"- {p['task']}: AUROC {pct(p['auroc'])}, OOD F1 {pct(p['ood_f1'])}, macro F1 "
+                      f"{pct(p['macro_f1'])}" for p in result["paired"]]  # fmt: skip
         active = [r for r in result["final"] if "activity" in r]
         if active:
             keys = ("anchor_not_first_view", "positives_reordered", "screened_weight_fraction",
