@@ -450,7 +450,8 @@ def markdown(result: dict[str, Any]) -> str:
             lines += ["", "**Component activity** (means over training steps and seeds):", "",
                       "| task | method | " + " | ".join(keys) + " |", "|---|---|" + "---:|" * len(keys)]  # fmt: skip
             lines += [f"| {r['configuration']['task']} | {r['name']} | "
-                      + " | ".join(f"{r['activity'][k]:.3f}" for k in keys) + " |" for r in active]  # fmt: skip
+                      + " | ".join(f"{r['activity'][k]:.3f}" if k in r["activity"] else "-" for k in keys) + " |"
+                      for r in active]  # fmt: skip
     return "\n".join(lines)
 
 
