@@ -52,7 +52,7 @@ def test_minilm_trains_on_stsb_pairs_without_collapse(tmp_path):
 
     assert 0.5 < before < 1 and 0.5 < after < 1  # finite and meaningful
     assert after > before - 0.05  # a few dozen steps must not wreck a good model
-    embeddings = model.encode(d1[:200], convert_to_tensor=True, normalize_embeddings=True)
+    embeddings = model.encode(dev[0][:200], convert_to_tensor=True, normalize_embeddings=True)
     spread = 1 - (embeddings @ embeddings.T).mean()
     assert spread > 0.5, f"embeddings collapsed: mean pairwise cosine distance {spread:.3f}"
     assert loss.generator.steps == 30
