@@ -284,13 +284,15 @@ def chosen(store: RunStore, method: str) -> dict[str, Any]:
 
 def final_configurations(store: RunStore) -> list[tuple[str, dict[str, Any]]]:
     """(row name, settings) of the final table: the chosen settings on test, CLINC150 and Banking77 25%; the SPACL
-    ablation on CLINC150."""
+    ablation on CLINC150; SPACL and SupCon on Banking77 50% and 75%."""
     spacl, supcon, mnrl = chosen(store, "SPACL"), chosen(store, "SupCon"), chosen(store, "MNRL")
     rows = []
     for task in ("clinc150", "banking77-25"):
         peers = {"SPACL": spacl, "SupCon": supcon, "MNRL": mnrl, "cross-entropy": settings_for("cross-entropy", task)}
         rows += [(name, {**c, "task": task, "test": True}) for name, c in peers.items()]
     rows += [(name, {**spacl, option: False, "test": True}) for name, option in ABLATIONS.items()]
+    for task in ("banking77-50", "banking77-75"):  # the other known ratios: SPACL against SupCon only (time)
+        rows += [(name, {**c, "task": task, "test": True}) for name, c in (("SPACL", spacl), ("SupCon", supcon))]
     return rows
 
 
