@@ -40,6 +40,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from loss_speed import infonce  # noqa: E402  (the same baseline as the CPU speed table)
 from memory import peak_memory_bytes  # noqa: E402
 
 from spacl_hf.core import AdversarialNegativeGenerator, SPACLCriterion  # noqa: E402
@@ -80,17 +81,6 @@ def median_seconds(work: Callable[[], object], device: torch.device, repeats: in
         synchronize(device)
         times.append(time.perf_counter() - start)
     return statistics.median(times)
-
-
-def infonce(views: torch.Tensor) -> torch.Tensor:
-    """One-directional InfoNCE over [B, 2, D]: anchor view 0, positive view 1, every other view a negative
-    (MNRL's in-batch loss with the positives of the other rows as negatives, plus the other anchors)."""
-    batch, num_views, dim = views.shape
-    z = F.normalize(views.float(), dim=-1)
-    logits = z[:, 0] @ z.reshape(-1, dim).T / TEMPERATURE
-    own = torch.arange(batch, device=views.device)[:, None] * num_views + torch.arange(num_views, device=views.device)
-    drop = torch.zeros_like(logits, dtype=torch.bool).scatter_(1, own[:, :1], True)
-    return F.cross_entropy(logits.masked_fill(drop, float("-inf")), own[:, 1])
 
 
 def spacl_methods(dim: int, device: torch.device) -> dict[str, Callable[[torch.Tensor], torch.Tensor]]:

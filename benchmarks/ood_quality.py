@@ -37,6 +37,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from image_quality import supcon_loss
 from results_io import mean_std, pyplot, write_report
 from run_store import RunStore
 from sweep import best, by_configuration, grid, run_all, value
@@ -78,21 +79,16 @@ def settings_for(method: str, task: str, **overrides: Any) -> dict[str, Any]:
 # --- the peers --------------------------------------------------------------------------------------------------
 class SupConLoss(torch.nn.Module):
     """Supervised contrastive loss over a (text, label) batch encoded ``num_views`` times (dropout views): the
-    positives of a row are every other row of the same intent, its own other views included."""
+    positives of a row are every other row of the same intent, its own other views included. Per-intent batches
+    give every row a partner."""
 
     def __init__(self, model, temperature: float, num_views: int = 1) -> None:
         super().__init__()
         self.model, self.temperature, self.num_views = model, temperature, num_views
 
     def forward(self, sentence_features, labels):
-        z = torch.cat([self.model(sentence_features[0])["sentence_embedding"] for _ in range(self.num_views)])
-        z = F.normalize(z, dim=-1)
-        labels = labels.repeat(self.num_views)
-        logits = (z @ z.T / self.temperature).fill_diagonal_(float("-inf"))
-        log_prob = logits - logits.logsumexp(dim=1, keepdim=True)
-        positives = (labels[:, None] == labels[None, :]).fill_diagonal_(False)
-        has = positives.any(1)  # an anchor without a same-intent partner has no term
-        return -(log_prob.masked_fill(~positives, 0).sum(1)[has] / positives.sum(1)[has]).mean()
+        views = [self.model(sentence_features[0])["sentence_embedding"] for _ in range(self.num_views)]
+        return supcon_loss(torch.stack(views, dim=1), labels, self.temperature)  # the image study's SupCon
 
 
 class CrossEntropyHeadLoss(torch.nn.Module):

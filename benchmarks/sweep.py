@@ -38,8 +38,10 @@ def run_all(
     runs = [{**c, "seed": s} for c in configurations for s in seeds]
     records, started, computed = [], time.perf_counter(), 0
     for index, settings in enumerate(runs, 1):
-        stored = store.load(settings) is not None
-        record = store.run(settings, compute)
+        record = store.load(settings)
+        stored = record is not None
+        if not stored:
+            record = store.run(settings, compute)  # computes and saves (no second read: nothing is stored yet)
         computed += not stored
         elapsed = time.perf_counter() - started
         left = (len(runs) - index) * elapsed / computed if computed else 0.0
