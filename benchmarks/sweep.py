@@ -41,7 +41,7 @@ def run_all(
         record = store.load(settings)
         stored = record is not None
         if not stored:
-            record = store.run(settings, compute)  # computes and saves (no second read: nothing is stored yet)
+            record = store.run(settings, compute)  # computes and saves; nothing was stored
         computed += not stored
         elapsed = time.perf_counter() - started
         left = (len(runs) - index) * elapsed / computed if computed else 0.0
