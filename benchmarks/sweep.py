@@ -46,7 +46,9 @@ def run_all(
         elapsed = time.perf_counter() - started
         left = (len(runs) - index) * elapsed / computed if computed else 0.0
         print(
-            f"[{index}/{len(runs)}] " + ("stored " if stored else f"{record['seconds']:5.0f} s") + f"  {describe(record)}"
+            f"[{index}/{len(runs)}] "
+            + ("stored " if stored else f"{record['seconds']:5.0f} s")
+            + f"  {describe(record)}"
             + (f"  (about {left / 60:.0f} min left)" if computed and index < len(runs) else ""),
             file=sys.stderr,
             flush=True,
