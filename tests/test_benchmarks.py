@@ -12,25 +12,73 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 
-def test_image_quality_runs_on_digits_and_writes_its_figures(tmp_path):
+def test_image_quality_quick_runs_on_digits_and_writes_its_figures(tmp_path):
     pytest.importorskip("sklearn")
     pytest.importorskip("matplotlib")
     prefix = tmp_path / "image_quality"
     command = [
-        sys.executable, str(ROOT / "benchmarks" / "image_quality.py"), "--dataset", "digits", "--quick", "--steps", "2",
+        sys.executable, str(ROOT / "benchmarks" / "image_quality.py"), "--quick", "--dataset", "digits", "--steps", "3",
         "--methods", "SPACL supervised", "SupCon", "cross-entropy", "--output-prefix", str(prefix),
     ]  # fmt: skip
     result = subprocess.run(command, capture_output=True, text=True, timeout=300, env={"MPLBACKEND": "Agg",
                             "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(prefix.with_suffix(".json").read_text())
-    assert [row["method"] for row in report["summary"]] == ["SPACL supervised", "SupCon", "cross-entropy"]
-    for row in report["summary"]:
-        assert 0 < row["knn@20"]["mean"] <= 1 and 0 < row["linear_probe"]["mean"] <= 1
-    assert report["summary"][1]["step_time_vs_supcon"] == pytest.approx(1.0)
+    assert [row["name"] for row in report["final"]] == ["SPACL supervised", "SupCon", "cross-entropy"]
+    for row in report["final"]:
+        assert all(0 < row["scores"][s]["mean"] <= 1 for s in ("knn@20", "knn@200", "linear_probe"))
+        assert row["step_seconds"]["mean"] > 0 and row["peak_memory_mb"] > 0
+    # with 4 views SPACL's dynamic anchor and farthest-point selection have something to choose, and act
+    activity = report["final"][0]["activity"]
+    assert activity["anchor_not_first_view"] > 0 and activity["positives_reordered"] > 0
+    assert "activity" not in report["final"][1]
     for suffix in (".md", ".png", "_tsne.png", "_confusion.png"):
         assert Path(f"{prefix}{suffix}").stat().st_size > 0
-    assert "| SPACL supervised |" in prefix.with_suffix(".md").read_text()
+    assert "| digits | SPACL supervised |" in prefix.with_suffix(".md").read_text()
+
+
+def test_image_study_chooses_on_validation_and_reads_test_only_in_final(tmp_path, monkeypatch):
+    """The phases with a made-up score: the sweep's choice is the best 3-seed validation mean, no run before
+    `final` reads the test split, and `final` runs exactly the chosen settings, their ablations and 2-view rows."""
+    import image_quality
+    from run_store import RunStore
+
+    computed = []
+
+    def fake_score(settings):  # prefers temperature 0.2 and similarity screening; later seeds score a bit higher
+        computed.append(settings)
+        score = 0.8 - abs(settings.get("temperature", 0.2) - 0.2) + 0.001 * settings["seed"]
+        score += 0.02 * (settings.get("screening_weight") == "similarity") - 0.01 * (settings.get("num_positives") == 3)
+        scores = {"knn@20": score, "knn@200": score - 0.02, "linear_probe": score + 0.01}
+        result = {"validation": scores, "step_seconds": 0.1, "peak_memory_mb": 1.0}
+        if settings["test"]:
+            result["test"] = {name: figure - 0.01 for name, figure in scores.items()}
+        return result
+
+    monkeypatch.setattr(image_quality, "train_and_score", fake_score)
+    store = RunStore("image", root=tmp_path)
+    with pytest.raises(SystemExit, match="sweep runs are missing"):
+        image_quality.final_configurations(store)
+    image_quality.run_phase("spread", store)
+    image_quality.run_phase("sweep", store)
+    assert computed and not any(s["test"] for s in computed)
+    chosen = image_quality.chosen(store, "SPACL supervised")
+    assert chosen["temperature"] == 0.2 and chosen["screening_weight"] == "similarity"
+    assert chosen["num_positives"] != 3 and not chosen["test"]
+    assert image_quality.chosen(store, "SupCon")["temperature"] == 0.2
+    before = len(computed)
+    image_quality.run_phase("final", store)
+    finals = computed[before:]
+    assert all(s["test"] for s in finals) and {s["seed"] for s in finals} == set(image_quality.SEEDS)
+    names = [name for name, _ in image_quality.final_configurations(store)]
+    assert len(finals) == len(names) * len(image_quality.SEEDS)
+    assert "SPACL self-supervised w/o screening" in names and "SimCLR, 2 views" in names
+    image_quality.run_phase("final", store)  # a second sitting computes nothing
+    assert len(computed) == before + len(finals)
+    result = image_quality.report(store, tmp_path / "report" / "image_quality")
+    assert result["chosen"]["SPACL supervised"].startswith("num_views=4, screening_weight=similarity")
+    assert len(result["final"]) == len(names) and len(result["paired"]) == 4
+    assert "| fashion_mnist | SPACL supervised w/o screening |" in (tmp_path / "report" / "image_quality.md").read_text()
 
 
 def test_run_store_skips_stored_runs_and_rejects_mismatched_files(tmp_path):
@@ -84,3 +132,37 @@ def test_gpu_check_tiny_runs_on_cpu_and_its_budget_guard_skips(tiny_encoder_dir,
                             "--output-prefix", str(tmp_path / "small")])  # fmt: skip
     assert small["loss_only"] == [] and len(small["skipped"]) == 4
     assert "Skipped to stay inside the budget" in (tmp_path / "small.md").read_text()
+
+
+def test_sts_study_chooses_on_dev_and_scores_held_out_pairs_only_in_final(tmp_path, monkeypatch):
+    """The STS study's phases with a made-up score: SPACL's choice is its best 3-seed dev mean, the held-out pairs
+    are scored only by `final`, which runs the chosen SPACL, every peer, the ablation and the Cached pair."""
+    import sts_quality
+    from run_store import RunStore
+
+    computed = []
+
+    def fake_score(settings):  # prefers temperature 0.1 and similarity screening
+        computed.append(settings)
+        score = 0.87 - abs(settings["temperature"] - 0.1) + 0.01 * (settings.get("screening_weight") == "similarity")
+        result = {"dev": score + 0.001 * settings["seed"], "steps": 152, "step_seconds": 1.0, "peak_memory_mb": 1.0}
+        if settings["final"]:
+            result["held_out"] = score - 0.05
+        return result
+
+    monkeypatch.setattr(sts_quality, "train_and_score", fake_score)
+    store = RunStore("sts", root=tmp_path)
+    for phase in ("spread", "sweep"):
+        sts_quality.run_phase(phase, store)
+    assert computed and not any(s["final"] for s in computed)
+    chosen = sts_quality.chosen_spacl(store)
+    assert chosen["temperature"] == 0.1 and chosen["screening_weight"] == "similarity"
+    before = len(computed)
+    sts_quality.run_phase("final", store)
+    names = [name for name, _ in sts_quality.final_configurations(store)]
+    assert len(computed) - before == len(names) * len(sts_quality.SEEDS) and all(s["final"] for s in computed[before:])
+    cached = dict(sts_quality.final_configurations(store))["CachedSPACL"]
+    assert cached["batch_size"] == 256 and cached["temperature"] == 0.1 and cached["method"] == "CachedSPACL"
+    result = sts_quality.report(store, tmp_path / "report" / "sts_quality", start=0.8672)
+    assert [row["name"] for row in result["final"]] == names and result["final"][0]["held_out"]["mean"] > 0
+    assert "| SPACL w/o screening |" in (tmp_path / "report" / "sts_quality.md").read_text()
