@@ -72,7 +72,7 @@ class PerClassBatchSampler(Sampler[list[int]]):
                 f"{batch_size} needs {self.classes_per_batch}."
             )
         self.batch_size, self.per_class, self.seed, self.epoch = batch_size, per_class, seed, 0
-        self._length: tuple[int, int] | None = None  # (epoch, number of batches)
+        self._cached: tuple[int, list[list[int]]] | None = None  # (epoch, its batches): len() then iter() draw once
 
     def set_epoch(self, epoch: int) -> None:
         """Use the shuffles of ``epoch`` (a new order every epoch)."""
@@ -98,15 +98,16 @@ class PerClassBatchSampler(Sampler[list[int]]):
             batches.append([batch[i] for i in order])
         return batches
 
+    def _epoch_batches(self) -> list[list[int]]:
+        if self._cached is None or self._cached[0] != self.epoch:
+            self._cached = (self.epoch, self._batches())
+        return self._cached[1]
+
     def __iter__(self) -> Iterator[list[int]]:
-        batches = self._batches()
-        self._length = (self.epoch, len(batches))
-        return iter(batches)
+        return iter(self._epoch_batches())
 
     def __len__(self) -> int:
-        if self._length is None or self._length[0] != self.epoch:
-            self._length = (self.epoch, len(self._batches()))
-        return self._length[1]
+        return len(self._epoch_batches())
 
 
 def per_class_batch_sampler(per_class: int, label_column: str | None = None) -> Callable[..., PerClassBatchSampler]:
