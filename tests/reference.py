@@ -103,18 +103,22 @@ def ref_spacl(
     mask_duplicates=True,
     screening_weight="softmax",
     positive_pool="labels",
+    anchor_mode="one",
 ):
     """Per-anchor loop implementation of the whole criterion (no generator); returns the mean loss (float)."""
     views = F.normalize(views.double(), dim=-1)
     batch, num_views, _ = views.shape
-    anchors = ref_anchor(views) if dynamic else [0] * batch
+    if anchor_mode == "every_view":  # every view of every sample is an anchor
+        anchor_of = [(i, v) for i in range(batch) for v in range(num_views)]
+    else:
+        anchor_of = list(enumerate(ref_anchor(views) if dynamic else [0] * batch))
     losses = []
-    for i in range(batch):
-        a = views[i, anchors[i]]
+    for i, anchor in anchor_of:
+        a = views[i, anchor]
         # positive candidates: own views first, then same-label samples' views in order
         cands, cand_key = [], []
         for v in range(num_views):
-            if v != anchors[i]:
+            if v != anchor:
                 cands.append(views[i, v])
                 cand_key.append((i, v))
         num_own = len(cands)

@@ -78,7 +78,8 @@ def test_image_study_chooses_on_validation_and_reads_test_only_in_final(tmp_path
     result = image_quality.report(store, tmp_path / "report" / "image_quality")
     assert result["chosen"]["SPACL supervised"].startswith("num_views=4, screening_weight=similarity")
     assert len(result["final"]) == len(names) and len(result["paired"]) == 4
-    assert "| fashion_mnist | SPACL supervised w/o screening |" in (tmp_path / "report" / "image_quality.md").read_text()
+    table = (tmp_path / "report" / "image_quality.md").read_text()
+    assert "| fashion_mnist | SPACL supervised w/o screening |" in table
 
 
 def test_run_store_skips_stored_runs_and_rejects_mismatched_files(tmp_path):

@@ -47,13 +47,14 @@ def simulated_ranks_loss(criterion, chunks, **kwargs_per_rank):
     return sum(losses) / world
 
 
+@pytest.mark.parametrize("anchor_mode", ["one", "every_view"])
 @pytest.mark.parametrize("labels", [False, True])
-def test_simulated_two_ranks_equal_one_process_with_double_batch(labels):
+def test_simulated_two_ranks_equal_one_process_with_double_batch(labels, anchor_mode):
     g = torch.Generator().manual_seed(0)
     x = torch.randn(16, 3, 12, generator=g)
     layer = torch.nn.Linear(12, 12)
     lab = torch.randint(0, 5, (16,), generator=g)
-    criterion = SPACLCriterion(temperature=0.1)
+    criterion = SPACLCriterion(temperature=0.1, anchor_mode=anchor_mode)
     full = criterion(layer(x), labels=lab if labels else None)
     full_grad = torch.autograd.grad(full, layer.weight)[0]
 

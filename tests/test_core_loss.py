@@ -44,6 +44,40 @@ def test_reduction_to_infonce_and_ntxent(temperature):
     assert torch.allclose(every, hand_ntxent_one_direction(a, p, temperature), atol=1e-6, rtol=1e-6)
 
 
+def hand_ntxent_symmetric(views, temperature):
+    """SimCLR's NT-Xent as published: each of the 2B views is an anchor, its positive the other view of its image,
+    its negatives the other 2B - 2 views; the mean over the 2B anchors."""
+    batch = views.shape[0]
+    z = F.normalize(torch.cat([views[:, 0], views[:, 1]]), dim=-1)
+    logits = z @ z.T / temperature
+    logits.fill_diagonal_(float("-inf"))
+    targets = torch.cat([torch.arange(batch) + batch, torch.arange(batch)])
+    return F.cross_entropy(logits, targets)
+
+
+@pytest.mark.parametrize("temperature", [0.1, 0.5])
+def test_every_view_anchors_reduce_to_symmetric_ntxent(temperature):
+    views = torch.randn(24, 2, 16, generator=torch.Generator().manual_seed(3), requires_grad=True)
+    ours = plain_criterion(temperature=temperature, candidate_views="all", anchor_mode="every_view")(views)
+    expected = hand_ntxent_symmetric(views, temperature)
+    assert torch.allclose(ours, expected, atol=1e-6, rtol=1e-6)
+    ours_grad, expected_grad = (torch.autograd.grad(x, views)[0] for x in (ours, expected))
+    assert torch.allclose(ours_grad, expected_grad, atol=1e-6)
+
+
+def test_every_view_anchors_skip_missing_views_and_report_no_anchor_choice():
+    g = torch.Generator().manual_seed(4)
+    views, labels = torch.randn(12, 4, 16, generator=g).double(), torch.randint(0, 3, (12,), generator=g)
+    criterion = SPACLCriterion(temperature=0.2, anchor_mode="every_view")
+    mask = torch.ones(12, 4, dtype=torch.bool)
+    mask[:, 3] = False  # a view that no sample has: the same as three views
+    masked, stats = criterion(views, view_mask=mask, labels=labels, return_stats=True)
+    assert torch.allclose(masked, criterion(views[:, :3], labels=labels), atol=1e-10)
+    assert float(stats["anchor_not_first_view"]) == 0 and float(stats["positives_reordered"]) > 0
+    one = SPACLCriterion(temperature=0.2)(views, labels=labels)
+    assert not torch.allclose(criterion(views, labels=labels), one)  # the option changes the loss
+
+
 def test_reduction_to_sentence_transformers_mnrl():
     st_losses = pytest.importorskip("sentence_transformers.sentence_transformer.losses")
     g = torch.Generator().manual_seed(2)
@@ -62,7 +96,7 @@ def test_reduction_to_sentence_transformers_mnrl():
 
 # a criterion setting for every key the configs below may name, with the criterion's / reference's defaults
 _DEFAULTS = dict(dynamic_anchor=True, farthest_point=True, screening=True, candidate_views="all",
-                 screening_weight="softmax", positive_pool="labels")  # fmt: skip
+                 screening_weight="softmax", positive_pool="labels", anchor_mode="one")  # fmt: skip
 
 
 @pytest.mark.parametrize("seed", range(4))
@@ -85,10 +119,14 @@ _DEFAULTS = dict(dynamic_anchor=True, farthest_point=True, screening=True, candi
         dict(labels=3, positive_pool="views+labels"),
         dict(labels=3, positive_pool="views+labels", k=4),
         dict(labels=3, positive_pool="views+labels", farthest_point=False),
+        dict(anchor_mode="every_view"),
+        dict(anchor_mode="every_view", labels=3, screening_weight="similarity"),
+        dict(anchor_mode="every_view", labels=3, positive_pool="views", negatives=True, mass=0.8),
     ],
     ids=[
         "full", "no-anchor", "no-fps", "no-screen", "columns", "labels", "labels-ordered", "negatives", "sim",
         "sim-columns", "sim-labels", "sim-negatives", "pool-views", "pool-both", "pool-both-k4", "pool-both-ord",
+        "every-view", "every-view-sim-labels", "every-view-pool-views-negatives",
     ],  # fmt: skip
 )
 def test_criterion_matches_loop_reference(seed, config):
@@ -104,7 +142,7 @@ def test_criterion_matches_loop_reference(seed, config):
         views, temperature, k, mass, labels=labels, negatives=negatives, dynamic=settings["dynamic_anchor"],
         farthest=settings["farthest_point"], screening=settings["screening"],
         candidate_views=settings["candidate_views"], screening_weight=settings["screening_weight"],
-        positive_pool=settings["positive_pool"],
+        positive_pool=settings["positive_pool"], anchor_mode=settings["anchor_mode"],
     )  # fmt: skip
     assert abs(float(ours) - expected) < 1e-4
 
@@ -299,7 +337,8 @@ def test_temperature_must_be_finite_and_not_below_the_masking_bound(bad):
 
 
 def test_new_options_reject_bad_values_naming_the_argument():
-    for name, value in [("screening_weight", "cosine"), ("positive_pool", "classes"), ("candidate_views", "none")]:
+    for name, value in [("screening_weight", "cosine"), ("positive_pool", "classes"), ("candidate_views", "none"),
+                        ("anchor_mode", "all")]:  # fmt: skip
         with pytest.raises(ValueError, match=f"`{name}` must be one of"):
             SPACLCriterion(**{name: value})
     with pytest.raises(ValueError, match="positive_pool"):  # one view, labels, own-views pool: no positive at all

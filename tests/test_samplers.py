@@ -97,8 +97,9 @@ def test_spacl_trainer_uses_it(tiny_encoder_dir, tmp_path):
         output_dir=str(tmp_path), max_steps=2, per_device_train_batch_size=8, report_to="none", use_cpu=True,
         save_strategy="no", spacl_samples_per_label=4, spacl_adversarial_negatives=False,
     )  # fmt: skip
+    collator = SPACLDataCollator(AutoTokenizer.from_pretrained(tiny_encoder_dir))
     trainer = SPACLTrainer(model=AutoModel.from_pretrained(tiny_encoder_dir), args=args, train_dataset=dataset,
-                           data_collator=SPACLDataCollator(AutoTokenizer.from_pretrained(tiny_encoder_dir)))  # fmt: skip
+                           data_collator=collator)  # fmt: skip
     batch = next(iter(trainer.get_train_dataloader()))
     assert sorted(Counter(batch["labels"].tolist()).values()) == [4, 4]
     trainer.train()

@@ -101,11 +101,14 @@ def test_arguments_parse_from_the_command_line_and_name_bad_values(tmp_path):
             "true",
             "--spacl_candidate_views",
             "all",
+            "--spacl_anchor_mode",
+            "every_view",
             "--use_cpu",
             "true",
         ]  # fmt: skip
     )
     assert args.spacl_temperature == 0.1 and args.spacl_dynamic_anchor and args.spacl_candidate_views == "all"
+    assert args.build_criterion(embedding_dim=8).anchor_mode == "every_view"
     assert args.remove_unused_columns is False and args.dataloader_drop_last is True
     help_text = parser.format_help()
     assert "--spacl_screening_mass" in help_text and "lambda_Q" in help_text

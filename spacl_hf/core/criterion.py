@@ -38,6 +38,7 @@ from .screening import SCREENING_WEIGHTS
 
 CANDIDATE_VIEWS = ("auto", "all", "columns")
 POSITIVE_POOLS = ("labels", "views", "views+labels")
+ANCHOR_MODES = ("one", "every_view")
 
 
 def _pick(views: Tensor, index: Tensor) -> Tensor:
@@ -327,6 +328,11 @@ class SPACLCriterion(nn.Module):
             whose every candidate equals it, a collapse, keeps them, with a warning).
         gather_across_devices: gather candidates from every process, with gradients, under
             ``torch.distributed``.
+        anchor_mode: ``"one"`` (the paper: one anchor per sample, the dynamic one or view 0) or ``"every_view"``
+            (*ours*: every view of a sample is an anchor in turn, each with its own hard positives, generated
+            negatives and screening; the loss is the mean over all of them, as SimCLR's NT-Xent and SupCon use
+            every view). With ``"every_view"`` the dynamic anchor has nothing to choose (its statistic reads 0)
+            and the loss costs about ``V`` times the one-anchor loss (still small next to the encoder).
 
     Statistics (``return_stats=True``; 0-dim detached tensors, means over the batch unless said otherwise):
         - ``anchor_not_first_view``: share of anchors that are not view 0 (the dynamic anchor acted).
@@ -381,6 +387,7 @@ class SPACLCriterion(nn.Module):
         screening_weight: str = "softmax",
         mask_duplicates: bool = True,
         gather_across_devices: bool = False,
+        anchor_mode: str = "one",
     ) -> None:
         super().__init__()
         self.temperature = check_temperature("temperature", temperature)
@@ -402,6 +409,7 @@ class SPACLCriterion(nn.Module):
         self.screening_weight = check_choice("screening_weight", screening_weight, SCREENING_WEIGHTS)
         self.mask_duplicates = check_bool("mask_duplicates", mask_duplicates)
         self.gather_across_devices = check_bool("gather_across_devices", gather_across_devices)
+        self.anchor_mode = check_choice("anchor_mode", anchor_mode, ANCHOR_MODES)
         self._warned: set[str] = set()
 
     def generator_for(self, embedding_dim: int) -> AdversarialNegativeGenerator | None:
@@ -451,6 +459,7 @@ class SPACLCriterion(nn.Module):
             "positive_pool": self.positive_pool,
             "mask_duplicates": self.mask_duplicates,
             "gather_across_devices": self.gather_across_devices,
+            "anchor_mode": self.anchor_mode,
         }
 
     def forward(
@@ -551,53 +560,107 @@ class SPACLCriterion(nn.Module):
             view_mask = torch.ones(batch, num_views, dtype=torch.bool, device=device)
         bank = build_bank(views, view_mask, labels, gathered, offset)
 
-        # 3.1 anchors (selection carries no gradient; the chosen embeddings do; a one-hot bmm picks them, whose
-        # backward is a bmm, far cheaper than the index_put of advanced indexing)
-        anchor_view = select_anchor_views(views, view_mask, use_dynamic_anchor)
-        anchors = _pick(views, anchor_view[:, None])[:, 0]
-        anchor_flat = bank.rows * num_views + anchor_view
-        # 3.2 hard positives
-        positives = select_positives(
-            bank, anchors, anchor_view, view_mask, self.positive_pool, self.num_positives, self.farthest_point,
-            with_stats=return_stats,
-        )  # fmt: skip
-        # 3.4 candidate negatives, minus duplicates of the anchor and its positives
+        # 3.4 candidate negatives: every anchor of a sample shares them (the duplicates of its anchor and positives
+        # are masked per anchor below)
         shared_bank, shared_mask = candidate_negatives(
             bank, self.candidate_views, candidate_view_mask, negatives, negative_mask, extra_negatives, gathered
         )
-        collapsed: Tensor | None = None
+        bank_ids = None
         if self.mask_duplicates:
             bank_ids = self._bank_ids(shared_bank, view_ids, negative_ids, negatives, extra_negatives, gathered)
+
+        # 3.1 anchors and 3.2 hard positives: one anchor per sample (the paper) or every view in turn (ours)
+        selections = []
+        for anchor_view in self._anchor_choices(views, view_mask, use_dynamic_anchor):
+            # selection carries no gradient; the chosen embeddings do (a one-hot bmm picks them, whose backward is a
+            # bmm, far cheaper than the index_put of advanced indexing)
+            anchors = _pick(views, anchor_view[:, None])[:, 0]
+            positives = select_positives(
+                bank, anchors, anchor_view, view_mask, self.positive_pool, self.num_positives, self.farthest_point,
+                with_stats=return_stats,
+            )  # fmt: skip
+            # a missing view anchors nothing
+            positives.valid = positives.valid & view_mask.gather(1, anchor_view[:, None])
+            selections.append((anchor_view, anchors, positives))
+        # the mean over every anchor with a positive, of this process or, gathered, of all (W x B == 1 x W*B)
+        has_positive = torch.stack([p.valid.any(dim=1) for _, _, p in selections])
+        normalizer = has_positive.sum().clamp(min=1)
+        if world > 1:
+            normalizer = gathered(has_positive.reshape(-1)).sum().clamp(min=1) / world
+
+        loss, per_anchor_stats = 0.0, []
+        for index, (anchor_view, anchors, positives) in enumerate(selections):
+            part, stats = self._anchor_loss(
+                anchors, anchor_view, positives, bank, shared_bank, shared_mask, bank_ids, view_ids is None,
+                normalizer, gathered, offset, update_generator=index == 0, return_stats=return_stats,
+            )  # fmt: skip
+            loss = loss + part
+            per_anchor_stats.append(stats)
+        if not return_stats:
+            return loss
+        if len(per_anchor_stats) == 1:
+            return loss, per_anchor_stats[0]
+        stats = {k: torch.stack([s[k] for s in per_anchor_stats if k in s]).float().mean() for k in per_anchor_stats[0]}
+        stats["anchor_not_first_view"] = torch.zeros((), device=views.device)  # every view anchors: no choice made
+        return loss, stats
+
+    def _anchor_choices(self, views: Tensor, view_mask: Tensor, use_dynamic_anchor: bool) -> list[Tensor]:
+        """3.1: the anchor view of each sample ``[B]``, once (dynamic or view 0) or every view in turn."""
+        if self.anchor_mode == "every_view":
+            batch, num_views, _ = views.shape
+            return [torch.full((batch,), v, dtype=torch.long, device=views.device) for v in range(num_views)]
+        return [select_anchor_views(views, view_mask, use_dynamic_anchor)]
+
+    def _anchor_loss(
+        self,
+        anchors: Tensor,
+        anchor_view: Tensor,
+        positives: _Positives,
+        bank: _Bank,
+        shared_bank: Tensor,
+        shared_mask: Tensor,
+        bank_ids: Tensor | None,
+        by_content: bool,
+        normalizer: Tensor,
+        gathered: Callable,
+        offset: int,
+        update_generator: bool,
+        return_stats: bool,
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        """3.4 duplicates, 3.3 generated negatives, 3.4 screening and section 4 for one anchor per sample; the
+        summed per-anchor losses are divided by ``normalizer`` (every anchor of the batch)."""
+        num_views = bank.views.shape[1]
+        collapsed: Tensor | None = None
+        if bank_ids is not None:
+            anchor_flat = bank.rows * num_views + anchor_view
             shared_mask, collapsed = mask_duplicate_negatives(
-                shared_mask, bank_ids, anchor_flat, positives, by_content=view_ids is None
+                shared_mask, bank_ids, anchor_flat, positives, by_content=by_content
             )
         # 3.3 generated hard negatives (decided on detached inputs; identical on every process)
         generated = generated_mask = None
         generator_stats: dict[str, Tensor] = {}
         generator = self.generator_for(anchors.shape[-1])
         if generator is not None:
-            update = self.training and torch.is_grad_enabled()
+            update = update_generator and self.training and torch.is_grad_enabled()
             generated, generated_mask, generator_stats = generated_negatives(
                 generator, anchors, positives, gathered, offset, update
             )
         self._warn_if_starved(shared_mask, generated_mask, positives.valid, collapsed)
 
         # 3.4 screening + section 4: the multi-positive InfoNCE over what is kept
-        has_positive = positives.valid.any(dim=1)
-        normalizer = None
-        if world > 1:  # average over the global batch, so W processes x B equal 1 process x W*B
-            normalizer = gathered(has_positive).sum().clamp(min=1) / world
         loss, stats = infonce_unchecked(
             anchors, positives.embeddings, positives.valid, shared_bank, shared_mask, generated, generated_mask,
             self.temperature, self.screening_mass, self.min_negatives, self.screening, normalizer,
             with_stats=return_stats, screening_weight=self.screening_weight,
         )  # fmt: skip
         if not return_stats:
-            return loss
+            return loss, {}
         stats["anchor_not_first_view"] = (anchor_view != 0).float().mean()
         stats.update(positives.stats)
         stats["generated_negatives_per_anchor"] = (
-            generated_mask.float().sum(1).mean() if generated_mask is not None else torch.zeros((), device=device)
+            generated_mask.float().sum(1).mean()
+            if generated_mask is not None
+            else torch.zeros((), device=anchors.device)
         )
         if "anchor_negative_weight_fraction" in stats:
             stats["generated_weight_fraction"] = stats.pop("anchor_negative_weight_fraction")

@@ -9,7 +9,7 @@ from transformers import TrainingArguments
 
 from spacl_hf.core import AdversarialNegativeGenerator, SPACLCriterion
 from spacl_hf.core.checks import check_bool, check_choice, check_int
-from spacl_hf.core.criterion import CANDIDATE_VIEWS, POSITIVE_POOLS
+from spacl_hf.core.criterion import ANCHOR_MODES, CANDIDATE_VIEWS, POSITIVE_POOLS
 from spacl_hf.core.screening import SCREENING_WEIGHTS
 
 POOLING_CHOICES = ("mean", "cls", "pooler")
@@ -30,7 +30,7 @@ class SPACLTrainingArguments(TrainingArguments):
     Fields:
         spacl_*: the :class:`~spacl_hf.core.SPACLCriterion` settings (temperature, num_positives, screening_mass,
             screening_weight, min_negatives, dynamic_anchor, farthest_point, screening, candidate_views,
-            positive_pool, mask_duplicates, gather_across_devices), the generator's (adversarial_negatives,
+            positive_pool, mask_duplicates, gather_across_devices, anchor_mode), the generator's (adversarial_negatives,
             num_generated, generator_warmup_steps, generator_lr, generator_seed, generator_steps) and
             ``spacl_pooling`` (``mean``, ``cls`` or ``pooler``); every
             ``transformers.TrainingArguments`` field as well. ``--help`` of a script using HfArgumentParser lists
@@ -105,6 +105,14 @@ class SPACLTrainingArguments(TrainingArguments):
     spacl_mask_duplicates: bool = field(
         default=True, metadata={"help": "Identical inputs are never each other's negatives."}
     )
+    spacl_anchor_mode: str = field(
+        default="one",
+        metadata={
+            "help": "'one' anchor per sample (the paper: the dynamic anchor or view 0) or 'every_view' (ours: every "
+            "view is an anchor in turn, as SimCLR and SupCon; the dynamic anchor then has nothing to choose).",
+            "choices": list(ANCHOR_MODES),
+        },
+    )
     spacl_gather_across_devices: bool = field(
         default=True, metadata={"help": "Gather candidates from every process, with gradients (no-op on one process)."}
     )
@@ -171,6 +179,7 @@ class SPACLTrainingArguments(TrainingArguments):
             positive_pool=self.spacl_positive_pool,
             mask_duplicates=self.spacl_mask_duplicates,
             gather_across_devices=self.spacl_gather_across_devices,
+            anchor_mode=self.spacl_anchor_mode,
         )
 
     def build_criterion(self, embedding_dim: int | None) -> SPACLCriterion:
