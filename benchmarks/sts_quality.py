@@ -51,6 +51,7 @@ SPACL_DEFAULTS = {
     "temperature": 0.05, "num_positives": 2, "num_views": 1, "screening_weight": "softmax", "screening_mass": 0.95,
     "generator_steps": 1, "dynamic_anchor": True, "farthest_point": True, "screening": True, "adversarial": True,
 }  # fmt: skip
+DIRECTIONS = {"one": ("query_to_doc",), "both": ("query_to_doc", "doc_to_query")}
 ABLATIONS = {"w/o dynamic anchor": "dynamic_anchor", "w/o farthest-point": "farthest_point",
              "w/o screening": "screening", "w/o adversarial negatives": "adversarial"}  # fmt: skip
 ACTIVITY_KEYS = {"anchor_not_first_view": "anchor moved", "positives_reordered": "FP reordered",
@@ -70,7 +71,8 @@ def settings_for(method: str, **overrides: Any) -> dict[str, Any]:
         settings["temperature"] = 0.05  # scale 20, sentence-transformers' default
     if method in CACHED:
         settings.update(CACHED_BATCH)
-    unknown = set(overrides) - set(settings)
+    optional = {"directions"} if method in ("SPACL", "CachedSPACL") else set()  # absent = the default
+    unknown = set(overrides) - set(settings) - optional
     if unknown:
         raise ValueError(f"{method} does not read {sorted(unknown)}.")
     settings.update(overrides)
@@ -104,6 +106,7 @@ def make_loss(settings: dict[str, Any], model, guide, steps: int):
         dynamic_anchor=settings["dynamic_anchor"], farthest_point=settings["farthest_point"],
         screening=settings["screening"], adversarial_negatives=settings["adversarial"],
         generator_steps=settings["generator_steps"], generator_warmup_steps=max(1, steps // 5),
+        directions=DIRECTIONS[settings.get("directions", "one")],
     )  # fmt: skip
     if method == "CachedSPACL":
         return CachedSPACLLoss(model, mini_batch_size=settings["mini_batch_size"], **spacl)
@@ -260,7 +263,7 @@ def stored_best(store: RunStore, configurations: list[dict[str, Any]], top: int)
 def second_stage(store: RunStore) -> list[dict[str, Any]]:
     """Seed 0, around the best first-stage SPACL: screening mass 0.8; dynamic anchor off; dropout views (2 and 3
     encodings of the anchor with ``num_positives = 1``: the spec explains why); the generator off and with 8
-    updates per step."""
+    updates per step; both directions (as the symmetric MNRL peer)."""
     top = stored_best(store, [c for c in first_stage() if c["method"] == "SPACL"], 1)[0]
     return [
         {**top, "screening_mass": 0.8},
@@ -269,6 +272,7 @@ def second_stage(store: RunStore) -> list[dict[str, Any]]:
         {**top, "num_views": 3, "num_positives": 1},
         {**top, "adversarial": False},
         {**top, "generator_steps": 8},
+        {**top, "directions": "both"},
     ]
 
 
