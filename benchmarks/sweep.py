@@ -77,7 +77,7 @@ def by_configuration(records: list[dict[str, Any]], metric: str) -> list[dict[st
     rows = []
     for group in groups.values():
         values = group.pop("values")
-        rows.append({**group, "mean": statistics.mean(values),
+        rows.append({**group, "seeds": sorted(group["seeds"]), "mean": statistics.mean(values),
                      "std": statistics.stdev(values) if len(values) > 1 else 0.0})  # fmt: skip
     return rows
 
