@@ -33,9 +33,9 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from memory import peak_memory_bytes
-from results_io import mean_std, pyplot, write_report
+from results_io import activity_cells, mean_std, pct, pyplot, write_report
 from run_store import RunStore
-from sweep import best, by_configuration, grid, run_all, value
+from sweep import best, by_configuration, grid, run_all, runs_of, stored_best, value
 
 RESULTS = Path(__file__).resolve().parent / "results"
 FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
@@ -312,13 +312,6 @@ def first_stage() -> list[dict[str, Any]]:
     return rows
 
 
-def stored_best(store: RunStore, configurations: list[dict[str, Any]], top: int) -> list[dict[str, Any]]:
-    records = [r for c in configurations if (r := store.load({**c, "seed": 0})) is not None]
-    if len(records) < len(configurations):
-        raise SystemExit(f"{len(configurations) - len(records)} sweep runs are missing: run the `sweep` phase first.")
-    return [row["configuration"] for row in best(by_configuration(records, SELECTION_METRIC), top)]
-
-
 def second_stage(store: RunStore) -> list[dict[str, Any]]:
     """Seed 0, validation, one option at a time around each SPACL mode's best first-stage setting: every view as an
     anchor (*ours*: SimCLR and SupCon use every view, the paper one anchor per image), supervised the positive pool
@@ -326,7 +319,7 @@ def second_stage(store: RunStore) -> list[dict[str, Any]]:
     (1, 3) and the generator (off; 8 updates per step)."""
     rows = []
     for method in ("SPACL supervised", "SPACL self-supervised"):
-        top = stored_best(store, [c for c in first_stage() if c["method"] == method], 1)[0]
+        top = stored_best(store, [c for c in first_stage() if c["method"] == method], 1, SELECTION_METRIC)[0]
         rows.append({**top, "anchor_mode": "every_view"})
         if method == "SPACL supervised":
             rows += [{**top, "positive_pool": pool} for pool in ("views+labels", "views")]
@@ -346,7 +339,7 @@ def chosen(store: RunStore, method: str) -> dict[str, Any]:
     (cross-entropy has nothing to sweep: its defaults)."""
     if method == "cross-entropy":
         return settings_for(method)
-    top = stored_best(store, candidates(store, method), 2)
+    top = stored_best(store, candidates(store, method), 2, SELECTION_METRIC)
     records = [r for c in top for s in SEEDS if (r := store.load({**c, "seed": s})) is not None]
     if len(records) < len(top) * len(SEEDS):
         raise SystemExit("The 3-seed validation runs of the best settings are missing: run the `sweep` phase.")
@@ -374,17 +367,22 @@ def run_phase(phase: str, store: RunStore) -> None:
         run_all(store, first_stage(), [0], train_and_score, describe)
         run_all(store, second_stage(store), [0], train_and_score, describe)
         for method in ("SPACL supervised", "SPACL self-supervised", "SupCon", "SimCLR"):
-            run_all(store, stored_best(store, candidates(store, method), 2), SEEDS, train_and_score, describe)
+            top = stored_best(store, candidates(store, method), 2, SELECTION_METRIC)
+            run_all(store, top, SEEDS, train_and_score, describe)
     elif phase == "final":
         run_all(store, [c for _, c in final_configurations(store)], SEEDS, train_and_score, describe)
 
 
 # --- the report -------------------------------------------------------------------------------------------------
+def activity_of(row: dict[str, Any]) -> str:
+    return activity_cells(row.get("activity", {}), ACTIVITY_KEYS)
+
+
 def rows_of(records: list[dict[str, Any]], split: str) -> dict[str, dict[str, Any]]:
     """Mean ± std over seeds of every configuration's scores on ``split``, step time, memory and activity."""
     rows = {}
     for row in by_configuration(records, f"{split}.knn@20"):
-        mine = [r for r in records if {k: v for k, v in r["settings"].items() if k != "seed"} == row["configuration"]]
+        mine = runs_of(records, row["configuration"])
         row["scores"] = {name: mean_std([value(r, f"{split}.{name}") for r in mine]) for name in SCORES}
         row["step_seconds"] = mean_std([r["result"]["step_seconds"] for r in mine])
         row["peak_memory_mb"] = statistics.mean(r["result"]["peak_memory_mb"] for r in mine)
@@ -461,15 +459,6 @@ def paired_differences(store: RunStore, names: list[tuple[str, dict[str, Any]]])
     return rows
 
 
-def pct(stat: dict[str, float]) -> str:
-    return f"{100 * stat['mean']:.2f} ± {100 * stat['std']:.2f}"
-
-
-def activity_cells(row: dict[str, Any]) -> str:
-    activity = row.get("activity", {})
-    return " | ".join(f"{activity[k]:.2f}" if k in activity else "-" for k in ACTIVITY_KEYS)
-
-
 def markdown(result: dict[str, Any]) -> str:
     b = result["budget"]
     lines = [
@@ -493,7 +482,7 @@ def markdown(result: dict[str, Any]) -> str:
               f"| method | settings | kNN@20 | seeds | s/step | {header} |",
               "|---|---|---:|---|---:|" + "---:|" * len(ACTIVITY_KEYS)]  # fmt: skip
     lines += [f"| {r['configuration']['method']} | {options_text(r['configuration'])} | {pct(r['scores']['knn@20'])} "
-              f"| {r['seeds']} | {r['step_seconds']['mean']:.2f} | {activity_cells(r)} |"
+              f"| {r['seeds']} | {r['step_seconds']['mean']:.2f} | {activity_of(r)} |"
               for r in result["sweep"]]  # fmt: skip
     if result["final"]:
         lines += ["", "**Final table** (test split, seeds 0-2, mean ± std, %):", "",
@@ -503,7 +492,7 @@ def markdown(result: dict[str, Any]) -> str:
             c = r["configuration"]
             lines.append(f"| {c['dataset']} | {r['name']} | {options_text(c)} | "
                          + " | ".join(pct(r["scores"][s]) for s in SCORES)
-                         + f" | {r['step_seconds']['mean']:.2f} | {r['peak_memory_mb']:.0f} | {activity_cells(r)} |")
+                         + f" | {r['step_seconds']['mean']:.2f} | {r['peak_memory_mb']:.0f} | {activity_of(r)} |")
         if result["paired"]:
             lines += ["", "Paired by seed (test kNN@20, points):", ""]
             lines += [f"- {p['dataset']}: {p['pair']} {pct(p['knn@20'])}" for p in result["paired"]]

@@ -38,9 +38,9 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from image_quality import supcon_loss
-from results_io import mean_std, pyplot, write_report
+from results_io import mean_std, pct, pyplot, write_report
 from run_store import RunStore
-from sweep import best, by_configuration, grid, run_all, value
+from sweep import best, by_configuration, grid, run_all, runs_of, stored_best, value
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SCORERS = ("centroid_cosine", "knn", "mahalanobis")
@@ -237,13 +237,6 @@ def sweep_configurations() -> list[dict[str, Any]]:
     return spacl + supcon + mnrl
 
 
-def stored_best(store: RunStore, configurations: list[dict[str, Any]], top: int) -> list[dict[str, Any]]:
-    records = [r for c in configurations if (r := store.load({**c, "seed": 0})) is not None]
-    if len(records) < len(configurations):
-        raise SystemExit(f"{len(configurations) - len(records)} sweep runs are missing: run the `sweep` phase first.")
-    return [row["configuration"] for row in best(by_configuration(records, SELECTION_METRIC), top)]
-
-
 def second_stage(store: RunStore) -> list[dict[str, Any]]:
     """1 seed each, around the two best SPACL settings of the first stage:
 
@@ -258,7 +251,8 @@ def second_stage(store: RunStore) -> list[dict[str, Any]]:
     `chosen` then takes the best of all on 3 seeds."""
     spacl = [c for c in sweep_configurations() if c["method"] == "SPACL"]
     supcon = [c for c in sweep_configurations() if c["method"] == "SupCon"]
-    top_spacl, top_supcon = stored_best(store, spacl, 2), stored_best(store, supcon, 1)
+    top_spacl = stored_best(store, spacl, 2, SELECTION_METRIC)
+    top_supcon = stored_best(store, supcon, 1, SELECTION_METRIC)
     best_spacl = top_spacl[0]
     return [{**c, "num_views": 2} for c in top_spacl + top_supcon] + [
         {**best_spacl, "generator_steps": 8},
@@ -271,7 +265,7 @@ def second_stage(store: RunStore) -> list[dict[str, Any]]:
 def chosen(store: RunStore, method: str) -> dict[str, Any]:
     """The method's setting with the best mean validation AUROC over 3 seeds among its two best single-seed ones."""
     candidates = [c for c in sweep_configurations() + second_stage(store) if c["method"] == method]
-    top = stored_best(store, candidates, 1 if method == "MNRL" else 2)
+    top = stored_best(store, candidates, 1 if method == "MNRL" else 2, SELECTION_METRIC)
     records = [r for c in top for s in SEEDS if (r := store.load({**c, "seed": s})) is not None]
     if len(records) < len(top) * len(SEEDS):
         raise SystemExit("The 3-seed validation runs of the best settings are missing: run the `sweep` phase.")
@@ -300,7 +294,7 @@ def run_phase(phase: str, store: RunStore) -> None:
         run_all(store, second_stage(store), [0], train_and_score, describe)
         candidates = sweep_configurations() + second_stage(store)
         for method, count in (("SPACL", 2), ("SupCon", 2), ("MNRL", 1)):
-            top = stored_best(store, [c for c in candidates if c["method"] == method], count)
+            top = stored_best(store, [c for c in candidates if c["method"] == method], count, SELECTION_METRIC)
             run_all(store, top, SEEDS, train_and_score, describe)
     elif phase == "final":
         run_all(store, [c for _, c in final_configurations(store)], SEEDS, train_and_score, describe)
@@ -310,7 +304,7 @@ def run_phase(phase: str, store: RunStore) -> None:
 def rows_of(records: list[dict[str, Any]], prefix: str) -> dict[str, dict[str, Any]]:
     rows = {}
     for row in by_configuration(records, f"{prefix}.centroid_cosine.auroc"):
-        mine = [r for r in records if {k: v for k, v in r["settings"].items() if k != "seed"} == row["configuration"]]
+        mine = runs_of(records, row["configuration"])
         row["metrics"] = {scorer: {m: mean_std([value(r, f"{prefix}.{scorer}.{m}") for r in mine]) for m in METRICS}
                           for scorer in SCORERS}  # fmt: skip
         row["step_seconds"] = mean_std([r["result"]["step_seconds"] for r in mine])
@@ -388,10 +382,6 @@ def options_text(configuration: dict[str, Any]) -> str:
         if always in configuration:
             shown[always] = configuration[always]
     return ", ".join(f"{k}={v}" for k, v in sorted(shown.items())) or "defaults"
-
-
-def pct(stat: dict[str, float]) -> str:
-    return f"{100 * stat['mean']:.2f} ± {100 * stat['std']:.2f}"
 
 
 def markdown(result: dict[str, Any]) -> str:

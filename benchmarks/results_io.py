@@ -32,3 +32,13 @@ def pyplot():
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def pct(stat: dict[str, float]) -> str:
+    """A ``{"mean", "std"}`` fraction as ``"12.34 ± 0.56"`` (percent or points x 100)."""
+    return f"{100 * stat['mean']:.2f} ± {100 * stat['std']:.2f}"
+
+
+def activity_cells(activity: dict[str, float], keys) -> str:
+    """Markdown cells of SPACL's activity statistics ``keys`` (``-`` where a run has none)."""
+    return " | ".join(f"{activity[k]:.2f}" if k in activity else "-" for k in keys)

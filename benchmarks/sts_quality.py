@@ -32,9 +32,9 @@ from typing import Any
 
 import torch
 from memory import LiveBytes
-from results_io import mean_std, pyplot, write_report
+from results_io import activity_cells, mean_std, pct, pyplot, write_report
 from run_store import RunStore
-from sweep import best, by_configuration, grid, run_all
+from sweep import best, by_configuration, grid, run_all, runs_of, stored_best
 from transformers import TrainerCallback
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -253,18 +253,11 @@ def first_stage() -> list[dict[str, Any]]:
     return spacl + [settings_for(method) for method in PEERS]
 
 
-def stored_best(store: RunStore, configurations: list[dict[str, Any]], top: int) -> list[dict[str, Any]]:
-    records = [r for c in configurations if (r := store.load({**c, "seed": 0})) is not None]
-    if len(records) < len(configurations):
-        raise SystemExit(f"{len(configurations) - len(records)} sweep runs are missing: run the `sweep` phase first.")
-    return [row["configuration"] for row in best(by_configuration(records, SELECTION_METRIC), top)]
-
-
 def second_stage(store: RunStore) -> list[dict[str, Any]]:
     """Seed 0, around the best first-stage SPACL: screening mass 0.8; dynamic anchor off; dropout views (2 and 3
     encodings of the anchor with ``num_positives = 1``: the spec explains why); the generator off and with 8
     updates per step; both directions (as the symmetric MNRL peer)."""
-    top = stored_best(store, [c for c in first_stage() if c["method"] == "SPACL"], 1)[0]
+    top = stored_best(store, [c for c in first_stage() if c["method"] == "SPACL"], 1, SELECTION_METRIC)[0]
     return [
         {**top, "screening_mass": 0.8},
         {**top, "dynamic_anchor": False},
@@ -278,7 +271,8 @@ def second_stage(store: RunStore) -> list[dict[str, Any]]:
 
 def chosen_spacl(store: RunStore) -> dict[str, Any]:
     """SPACL's setting with the best 3-seed mean on dev among its two best single-seed ones."""
-    top = stored_best(store, [c for c in first_stage() if c["method"] == "SPACL"] + second_stage(store), 2)
+    spacl = [c for c in first_stage() if c["method"] == "SPACL"] + second_stage(store)
+    top = stored_best(store, spacl, 2, SELECTION_METRIC)
     records = [r for c in top for s in SEEDS if (r := store.load({**c, "seed": s})) is not None]
     if len(records) < len(top) * len(SEEDS):
         raise SystemExit("The 3-seed runs of SPACL's best settings are missing: run the `sweep` phase.")
@@ -303,16 +297,20 @@ def run_phase(phase: str, store: RunStore) -> None:
         run_all(store, first_stage(), [0], train_and_score, describe)
         run_all(store, second_stage(store), [0], train_and_score, describe)
         spacl = [c for c in first_stage() if c["method"] == "SPACL"] + second_stage(store)
-        run_all(store, stored_best(store, spacl, 2), SEEDS, train_and_score, describe)
+        run_all(store, stored_best(store, spacl, 2, SELECTION_METRIC), SEEDS, train_and_score, describe)
     elif phase == "final":
         run_all(store, [c for _, c in final_configurations(store)], SEEDS, train_and_score, describe)
 
 
 # --- the report -------------------------------------------------------------------------------------------------
+def activity_of(row: dict[str, Any]) -> str:
+    return activity_cells(row.get("activity", {}), ACTIVITY_KEYS)
+
+
 def rows_of(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     rows = {}
     for row in by_configuration(records, "dev"):
-        mine = [r for r in records if {k: v for k, v in r["settings"].items() if k != "seed"} == row["configuration"]]
+        mine = runs_of(records, row["configuration"])
         if all("held_out" in r["result"] for r in mine):
             row["held_out"] = mean_std([r["result"]["held_out"] for r in mine])
         row["step_seconds"] = mean_std([r["result"]["step_seconds"] for r in mine])
@@ -359,15 +357,6 @@ def report(store: RunStore, prefix: Path, start: float | None = None) -> dict[st
     return result
 
 
-def pct(stat: dict[str, float]) -> str:
-    return f"{100 * stat['mean']:.2f} ± {100 * stat['std']:.2f}"
-
-
-def activity_cells(row: dict[str, Any]) -> str:
-    activity = row.get("activity", {})
-    return " | ".join(f"{activity[k]:.2f}" if k in activity else "-" for k in ACTIVITY_KEYS)
-
-
 def markdown(result: dict[str, Any]) -> str:
     b = result["budget"]
     start = f"; start model {100 * result['start_dev']:.2f}" if result["start_dev"] is not None else ""
@@ -392,7 +381,7 @@ def markdown(result: dict[str, Any]) -> str:
               "|---|---|---:|---|---:|" + "---:|" * len(ACTIVITY_KEYS)]  # fmt: skip
     lines += [f"| {r['configuration']['method']} | {options_text(r['configuration'])} | "
               f"{100 * r['mean']:.2f} ± {100 * r['std']:.2f} | {r['seeds']} | {r['step_seconds']['mean']:.2f} | "
-              f"{activity_cells(r)} |" for r in result["sweep"]]  # fmt: skip
+              f"{activity_of(r)} |" for r in result["sweep"]]  # fmt: skip
     if result["final"]:
         lines += ["", "**Final table** (seeds 0-2, mean ± std, Spearman x 100; held out = STS-B train pairs, never "
                   "trained on or chosen on):", "",
@@ -403,7 +392,7 @@ def markdown(result: dict[str, Any]) -> str:
             ratio = f"{r['step_time_vs_mnrl']:.2f}x" if r["step_time_vs_mnrl"] else "-"
             lines.append(f"| {r['name']} | {options_text(r['configuration'])} | {100 * r['mean']:.2f} ± "
                          f"{100 * r['std']:.2f} | {held} | {r['steps']} | {r['step_seconds']['mean']:.2f} | {ratio} | "
-                         f"{r['peak_memory_mb']:.0f} | {activity_cells(r)} |")  # fmt: skip
+                         f"{r['peak_memory_mb']:.0f} | {activity_of(r)} |")  # fmt: skip
     return "\n".join(lines)
 
 

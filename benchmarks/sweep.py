@@ -85,3 +85,17 @@ def by_configuration(records: list[dict[str, Any]], metric: str) -> list[dict[st
 def best(rows: list[dict[str, Any]], top: int = 1, higher_is_better: bool = True) -> list[dict[str, Any]]:
     """The ``top`` rows of :func:`by_configuration` by mean."""
     return sorted(rows, key=lambda r: r["mean"], reverse=higher_is_better)[:top]
+
+
+def runs_of(records: list[dict[str, Any]], configuration: dict[str, Any]) -> list[dict[str, Any]]:
+    """The records of one configuration (every seed)."""
+    return [r for r in records if {k: v for k, v in r["settings"].items() if k != "seed"} == configuration]
+
+
+def stored_best(store: RunStore, configurations: list[dict[str, Any]], top: int, metric: str) -> list[dict[str, Any]]:
+    """The ``top`` configurations by their stored seed-0 ``metric``; exits (saying which phase to run) when any of
+    them has no stored seed-0 run yet, so no choice is made on a partial sweep."""
+    records = [r for c in configurations if (r := store.load({**c, "seed": 0})) is not None]
+    if len(records) < len(configurations):
+        raise SystemExit(f"{len(configurations) - len(records)} sweep runs are missing: run the `sweep` phase first.")
+    return [row["configuration"] for row in best(by_configuration(records, metric), top)]
