@@ -383,6 +383,7 @@ def rows_of(records: list[dict[str, Any]], split: str) -> dict[str, dict[str, An
     rows = {}
     for row in by_configuration(records, f"{split}.knn@20"):
         mine = runs_of(records, row["configuration"])
+        row["settings"] = options_text(row["configuration"])
         row["scores"] = {name: mean_std([value(r, f"{split}.{name}") for r in mine]) for name in SCORES}
         row["step_seconds"] = mean_std([r["result"]["step_seconds"] for r in mine])
         row["peak_memory_mb"] = statistics.mean(r["result"]["peak_memory_mb"] for r in mine)
