@@ -124,7 +124,8 @@ if report_path.is_file():
     for method in ("SPACL supervised", "SPACL self-supervised", "SupCon", "SimCLR", "cross-entropy"):
         for row in [r for r in study["sweep"] if r["configuration"]["method"] == method][:2]:
             score = row["scores"]["knn@20"]
-            print(f"  {method:22s} {100 * score['mean']:6.2f} ± {100 * score['std']:.2f} {row['seeds']} {row['settings']}")
+            figure = f"{100 * score['mean']:6.2f} ± {100 * score['std']:.2f}"
+            print(f"  {method:22s} {figure} {row['seeds']} {row['settings']}")
     for row in study["final"]:
         score = row["scores"]["knn@20"]
         print(f"test  {row['name']:40s} {100 * score['mean']:6.2f} ± {100 * score['std']:.2f}")
