@@ -335,15 +335,18 @@ def candidates(store: RunStore, method: str) -> list[dict[str, Any]]:
 
 
 def chosen(store: RunStore, method: str) -> dict[str, Any]:
-    """The method's setting with the best mean validation kNN@20 over 3 seeds among its two best single-seed ones
-    (cross-entropy has nothing to sweep: its defaults)."""
+    """The method's setting with the best mean validation kNN@20 over 3 seeds among those run with 3 seeds: its two
+    best single-seed ones and any other candidate that has 3 seeds stored (its defaults, from `spread`).
+    Cross-entropy has nothing to sweep: its defaults."""
     if method == "cross-entropy":
         return settings_for(method)
-    top = stored_best(store, candidates(store, method), 2, SELECTION_METRIC)
-    records = [r for c in top for s in SEEDS if (r := store.load({**c, "seed": s})) is not None]
-    if len(records) < len(top) * len(SEEDS):
+    configurations = candidates(store, method)
+    top = stored_best(store, configurations, 2, SELECTION_METRIC)
+    records = [r for c in configurations for s in SEEDS if (r := store.load({**c, "seed": s})) is not None]
+    if any(len(runs_of(records, c)) < len(SEEDS) for c in top):
         raise SystemExit("The 3-seed validation runs of the best settings are missing: run the `sweep` phase.")
-    return best(by_configuration(records, SELECTION_METRIC), 1)[0]["configuration"]
+    complete = [row for row in by_configuration(records, SELECTION_METRIC) if len(row["seeds"]) == len(SEEDS)]
+    return best(complete, 1)[0]["configuration"]
 
 
 def final_configurations(store: RunStore) -> list[tuple[str, dict[str, Any]]]:

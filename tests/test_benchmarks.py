@@ -82,6 +82,29 @@ def test_image_study_chooses_on_validation_and_reads_test_only_in_final(tmp_path
     assert "| fashion_mnist | SPACL supervised w/o screening |" in table
 
 
+def test_image_study_choice_counts_every_setting_with_three_validation_seeds(tmp_path, monkeypatch):
+    """A setting with 3 stored seeds (the defaults, from `spread`) is chosen over the two best single-seed settings
+    when its 3-seed validation mean is higher, though its own seed 0 ranked below theirs."""
+    import image_quality
+    from run_store import RunStore
+
+    def fake_score(settings):  # seed 0 favours temperature 0.5, the other seeds temperature 0.1 (the default)
+        favourite = 0.5 if settings["seed"] == 0 else 0.1
+        score = 0.8 - 0.1 * abs(settings.get("temperature", 0.1) - favourite)
+        return {"validation": {"knn@20": score}, "step_seconds": 0.1, "peak_memory_mb": 1.0}
+
+    monkeypatch.setattr(image_quality, "train_and_score", fake_score)
+    store = RunStore("image", root=tmp_path)
+    image_quality.run_phase("spread", store)
+    image_quality.run_all(store, image_quality.first_stage(), [0], fake_score)
+    with pytest.raises(SystemExit, match="3-seed validation runs"):
+        image_quality.chosen(store, "SimCLR")  # the single-seed stage ran, not the 3-seed one
+    image_quality.run_phase("sweep", store)
+    top = image_quality.stored_best(store, image_quality.candidates(store, "SimCLR"), 2, "validation.knn@20")
+    assert [c["temperature"] for c in top] == [0.5, 0.2]
+    assert image_quality.chosen(store, "SimCLR")["temperature"] == 0.1
+
+
 def test_run_store_skips_stored_runs_and_rejects_mismatched_files(tmp_path):
     from run_store import RunStore, settings_key
     from sweep import best, by_configuration, grid, run_all
