@@ -49,6 +49,7 @@ def test_image_study_chooses_on_validation_and_reads_test_only_in_final(tmp_path
         computed.append(settings)
         score = 0.8 - abs(settings.get("temperature", 0.2) - 0.2) + 0.001 * settings["seed"]
         score += 0.02 * (settings.get("screening_weight") == "similarity") - 0.01 * (settings.get("num_positives") == 3)
+        score -= 0.03 * (settings.get("screening") is False)  # removing screening costs 3 points
         scores = {"knn@20": score, "knn@200": score - 0.02, "linear_probe": score + 0.01}
         result = {"validation": scores, "step_seconds": 0.1, "peak_memory_mb": 1.0}
         if settings["test"]:
@@ -77,9 +78,13 @@ def test_image_study_chooses_on_validation_and_reads_test_only_in_final(tmp_path
     assert len(computed) == before + len(finals)
     result = image_quality.report(store, tmp_path / "report" / "image_quality")
     assert result["chosen"]["SPACL supervised"].startswith("num_views=4, screening_weight=similarity")
-    assert len(result["final"]) == len(names) and len(result["paired"]) == 4
+    assert len(result["final"]) == len(names)
+    kinds = [p["kind"] for p in result["paired"]]
+    assert kinds.count("peer") == 4 and kinds.count("ablation") == 2 * len(image_quality.ABLATIONS)
     table = (tmp_path / "report" / "image_quality.md").read_text()
     assert "| fashion_mnist | SPACL supervised w/o screening |" in table
+    assert "- SPACL self-supervised - SPACL self-supervised w/o screening 3.00 ± 0.00" in table
+    assert "- SPACL supervised - SPACL supervised w/o farthest-point 0.00 ± 0.00" in table
 
 
 def test_image_study_choice_counts_every_setting_with_three_validation_seeds(tmp_path, monkeypatch):

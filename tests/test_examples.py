@@ -94,3 +94,23 @@ def test_train_image_main_runs_on_digits(extra, tmp_path):
     scores = load_example("train_image").main(args + extra)
     assert scores["steps"] == 3 and 0 <= scores["knn@20"] <= 1 and 0 <= scores["linear_probe"] <= 1
     assert json.loads((tmp_path / "scores.json").read_text())["knn@200"] == scores["knn@200"]
+
+
+def test_train_image_defaults_are_the_recipe_the_image_study_chose():
+    """`examples/train_image.py` defaults to supervised SPACL as `benchmarks/image_quality.py` chose it on validation
+    (the committed report), with the study's budget; a new choice fails here until the example follows it."""
+    report = json.loads((ROOT / "benchmarks" / "results" / "image_quality.json").read_text())
+    chosen = dict(part.split("=") for part in report["chosen"]["SPACL supervised"].split(", "))
+    checked = {"num_views", "temperature", "num_positives", "screening_weight", "screening_mass", "anchor_mode"}
+    assert set(chosen) <= checked, f"the choice sets {set(chosen) - checked}: follow it in the example and here"
+    example = load_example("train_image")
+    defaults, image_args = example.training_defaults(), example.ImageArguments()
+    assert image_args.num_views == int(chosen["num_views"]) == report["budget"]["num_views"]
+    assert defaults["spacl_temperature"] == float(chosen["temperature"])
+    assert defaults["spacl_num_positives"] == int(chosen.get("num_positives", 2))
+    assert defaults["spacl_screening_weight"] == chosen.get("screening_weight", "softmax")
+    assert defaults.get("spacl_screening_mass", 0.95) == float(chosen.get("screening_mass", 0.95))
+    assert defaults.get("spacl_anchor_mode", "one") == chosen.get("anchor_mode", "one")
+    budget = report["budget"]
+    assert (defaults["per_device_train_batch_size"], defaults["max_steps"]) == (budget["batch_size"], budget["steps"])
+    assert defaults["learning_rate"] == budget["lr"] and image_args.embedding_dim == budget["embedding_dim"]
