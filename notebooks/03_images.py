@@ -67,7 +67,9 @@ encoder = torch.nn.Sequential(
     torch.nn.Conv2d(32, 64, 3, padding=1), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
     torch.nn.Linear(64, 64),
 )  # fmt: skip
-criterion = SPACLCriterion(temperature=0.1, generator=AdversarialNegativeGenerator(64, warmup_steps=steps // 3))
+# the supervised recipe the image study chose on validation: 3 hard positives, similarity-weighted screening
+criterion = SPACLCriterion(temperature=0.1, num_positives=3, screening_weight="similarity",
+                           generator=AdversarialNegativeGenerator(64, warmup_steps=steps // 3))  # fmt: skip
 optimizer = torch.optim.Adam(encoder.parameters(), lr=2e-3)
 train_views = ViewPipeline(num_views=4, seed=0)
 batch_rng = torch.Generator().manual_seed(1)
@@ -129,5 +131,9 @@ if report_path.is_file():
     for row in study["final"]:
         score = row["scores"]["knn@20"]
         print(f"test  {row['name']:40s} {100 * score['mean']:6.2f} ± {100 * score['std']:.2f}")
+    for pair in study["paired"]:  # SPACL minus its peer, and full SPACL minus SPACL without one component
+        difference = pair["knn@20"]
+        print(f"paired {pair['dataset']:13s} {pair['pair']:70s} {100 * difference['mean']:+6.2f} ± "
+              f"{100 * difference['std']:.2f} points")
 else:
     print(f"{report_path} is not there: run `python benchmarks/image_quality.py spread` first.")
