@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from memory import peak_memory_bytes
 from results_io import activity_cells, mean_std, pct, pyplot, write_report
 from run_store import RunStore
-from sweep import best, by_configuration, grid, run_all, runs_of, stored_best, value
+from sweep import by_configuration, chosen_on_seeds, grid, run_all, runs_of, stored_best, value
 
 RESULTS = Path(__file__).resolve().parent / "results"
 FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
@@ -340,13 +340,7 @@ def chosen(store: RunStore, method: str) -> dict[str, Any]:
     Cross-entropy has nothing to sweep: its defaults."""
     if method == "cross-entropy":
         return settings_for(method)
-    configurations = candidates(store, method)
-    top = stored_best(store, configurations, 2, SELECTION_METRIC)
-    records = [r for c in configurations for s in SEEDS if (r := store.load({**c, "seed": s})) is not None]
-    if any(len(runs_of(records, c)) < len(SEEDS) for c in top):
-        raise SystemExit("The 3-seed validation runs of the best settings are missing: run the `sweep` phase.")
-    complete = [row for row in by_configuration(records, SELECTION_METRIC) if len(row["seeds"]) == len(SEEDS)]
-    return best(complete, 1)[0]["configuration"]
+    return chosen_on_seeds(store, candidates(store, method), 2, SEEDS, SELECTION_METRIC)
 
 
 def final_configurations(store: RunStore) -> list[tuple[str, dict[str, Any]]]:

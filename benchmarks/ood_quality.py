@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from image_quality import supcon_loss
 from results_io import mean_std, pct, pyplot, write_report
 from run_store import RunStore
-from sweep import best, by_configuration, grid, run_all, runs_of, stored_best, value
+from sweep import by_configuration, chosen_on_seeds, grid, run_all, runs_of, stored_best, value
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SCORERS = ("centroid_cosine", "knn", "mahalanobis")
@@ -263,13 +263,10 @@ def second_stage(store: RunStore) -> list[dict[str, Any]]:
 
 
 def chosen(store: RunStore, method: str) -> dict[str, Any]:
-    """The method's setting with the best mean validation AUROC over 3 seeds among its two best single-seed ones."""
+    """The method's setting with the best mean validation AUROC over 3 seeds among those run with 3 seeds (its two
+    best single-seed ones, MNRL's one, and any other stored with 3 seeds)."""
     candidates = [c for c in sweep_configurations() + second_stage(store) if c["method"] == method]
-    top = stored_best(store, candidates, 1 if method == "MNRL" else 2, SELECTION_METRIC)
-    records = [r for c in top for s in SEEDS if (r := store.load({**c, "seed": s})) is not None]
-    if len(records) < len(top) * len(SEEDS):
-        raise SystemExit("The 3-seed validation runs of the best settings are missing: run the `sweep` phase.")
-    return best(by_configuration(records, SELECTION_METRIC), 1)[0]["configuration"]
+    return chosen_on_seeds(store, candidates, 1 if method == "MNRL" else 2, SEEDS, SELECTION_METRIC)
 
 
 def final_configurations(store: RunStore) -> list[tuple[str, dict[str, Any]]]:

@@ -34,7 +34,7 @@ import torch
 from memory import LiveBytes
 from results_io import activity_cells, mean_std, pct, pyplot, write_report
 from run_store import RunStore
-from sweep import best, by_configuration, grid, run_all, runs_of, stored_best
+from sweep import by_configuration, chosen_on_seeds, grid, run_all, runs_of, stored_best
 from transformers import TrainerCallback
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -270,13 +270,10 @@ def second_stage(store: RunStore) -> list[dict[str, Any]]:
 
 
 def chosen_spacl(store: RunStore) -> dict[str, Any]:
-    """SPACL's setting with the best 3-seed mean on dev among its two best single-seed ones."""
+    """SPACL's setting with the best 3-seed mean on dev among those run with 3 seeds: its two best single-seed ones
+    and its defaults (from `spread`)."""
     spacl = [c for c in first_stage() if c["method"] == "SPACL"] + second_stage(store)
-    top = stored_best(store, spacl, 2, SELECTION_METRIC)
-    records = [r for c in top for s in SEEDS if (r := store.load({**c, "seed": s})) is not None]
-    if len(records) < len(top) * len(SEEDS):
-        raise SystemExit("The 3-seed runs of SPACL's best settings are missing: run the `sweep` phase.")
-    return best(by_configuration(records, SELECTION_METRIC), 1)[0]["configuration"]
+    return chosen_on_seeds(store, spacl, 2, SEEDS, SELECTION_METRIC)
 
 
 def final_configurations(store: RunStore) -> list[tuple[str, dict[str, Any]]]:

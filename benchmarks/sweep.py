@@ -99,3 +99,19 @@ def stored_best(store: RunStore, configurations: list[dict[str, Any]], top: int,
     if len(records) < len(configurations):
         raise SystemExit(f"{len(configurations) - len(records)} sweep runs are missing: run the `sweep` phase first.")
     return [row["configuration"] for row in best(by_configuration(records, metric), top)]
+
+
+def chosen_on_seeds(
+    store: RunStore, candidates: list[dict[str, Any]], top: int, seeds: Iterable[int], metric: str
+) -> dict[str, Any]:
+    """The choice of a two-stage sweep: the candidate with the best mean ``metric`` over ``seeds`` among those
+    stored with every seed, that is the ``top`` best single-seed candidates (which must have them) and any other
+    run with every seed, such as the defaults of the seed spread. Exits, naming the `sweep` phase, when the ``top``
+    lack seeds."""
+    seeds = list(seeds)
+    leaders = stored_best(store, candidates, top, metric)
+    records = [r for c in candidates for s in seeds if (r := store.load({**c, "seed": s})) is not None]
+    if any(len(runs_of(records, c)) < len(seeds) for c in leaders):
+        raise SystemExit(f"The {len(seeds)}-seed validation runs of the best settings are missing: run `sweep`.")
+    complete = [row for row in by_configuration(records, metric) if len(row["seeds"]) == len(seeds)]
+    return best(complete, 1)[0]["configuration"]
