@@ -384,7 +384,8 @@ def rows_of(records: list[dict[str, Any]], split: str) -> dict[str, dict[str, An
         mine = runs_of(records, row["configuration"])
         row["settings"] = options_text(row["configuration"])
         row["scores"] = {name: mean_std([value(r, f"{split}.{name}") for r in mine]) for name in SCORES}
-        row["step_seconds"] = mean_std([r["result"]["step_seconds"] for r in mine])
+        step_seconds = [r["result"]["step_seconds"] for r in mine]  # median: robust to one disturbed run
+        row["step_seconds"] = {**mean_std(step_seconds), "median": statistics.median(step_seconds)}
         row["peak_memory_mb"] = statistics.mean(r["result"]["peak_memory_mb"] for r in mine)
         activity = [r["result"]["activity"] for r in mine if "activity" in r["result"]]
         if activity:
@@ -485,20 +486,20 @@ def markdown(result: dict[str, Any]) -> str:
     header = " | ".join(ACTIVITY_KEYS.values())
     lines += ["", "**Validation sweep** (Fashion-MNIST validation kNN@20, %; SPACL's activity: means over steps and "
               "seeds, the generator's after its warm-up):", "",
-              f"| method | settings | kNN@20 | seeds | s/step | {header} |",
+              f"| method | settings | kNN@20 | seeds | s/step (median) | {header} |",
               "|---|---|---:|---|---:|" + "---:|" * len(ACTIVITY_KEYS)]  # fmt: skip
     lines += [f"| {r['configuration']['method']} | {options_text(r['configuration'])} | {pct(r['scores']['knn@20'])} "
-              f"| {r['seeds']} | {r['step_seconds']['mean']:.2f} | {activity_of(r)} |"
+              f"| {r['seeds']} | {r['step_seconds']['median']:.2f} | {activity_of(r)} |"
               for r in result["sweep"]]  # fmt: skip
     if result["final"]:
         lines += ["", "**Final table** (test split, seeds 0-2, mean ± std, %):", "",
-                  "| data | method | settings | kNN@20 | kNN@200 | linear probe | s/step | peak MB/step | "
+                  "| data | method | settings | kNN@20 | kNN@200 | linear probe | s/step (median) | peak MB/step | "
                   f"{header} |", "|---|---|---|---:|---:|---:|---:|---:|" + "---:|" * len(ACTIVITY_KEYS)]  # fmt: skip
         for r in result["final"]:
             c = r["configuration"]
             lines.append(f"| {c['dataset']} | {r['name']} | {options_text(c)} | "
                          + " | ".join(pct(r["scores"][s]) for s in SCORES)
-                         + f" | {r['step_seconds']['mean']:.2f} | {r['peak_memory_mb']:.0f} | {activity_of(r)} |")
+                         + f" | {r['step_seconds']['median']:.2f} | {r['peak_memory_mb']:.0f} | {activity_of(r)} |")
         peers = [p for p in result["paired"] if p.get("kind", "peer") == "peer"]
         ablation = [p for p in result["paired"] if p.get("kind") == "ablation"]
         if peers:
