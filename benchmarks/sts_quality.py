@@ -204,7 +204,7 @@ def train_and_score(settings: dict[str, Any]) -> dict[str, Any]:
         training = SentenceTransformerTrainingArguments(
             output_dir=output_dir, num_train_epochs=settings["epochs"], max_steps=QUICK.get("max_steps", -1),
             per_device_train_batch_size=settings["batch_size"], learning_rate=settings["lr"],
-            warmup_ratio=settings["warmup_ratio"], lr_scheduler_type="linear",
+            warmup_steps=settings["warmup_ratio"], lr_scheduler_type="linear",  # a float < 1 is a ratio
             batch_sampler=BatchSamplers.NO_DUPLICATES, seed=seed, data_seed=seed, report_to="none",
             save_strategy="no", disable_tqdm=True, use_cpu=True, logging_steps=50,
         )  # fmt: skip
