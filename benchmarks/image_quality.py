@@ -500,8 +500,8 @@ def markdown(result: dict[str, Any]) -> str:
             lines.append(f"| {c['dataset']} | {r['name']} | {options_text(c)} | "
                          + " | ".join(pct(r["scores"][s]) for s in SCORES)
                          + f" | {r['step_seconds']['median']:.2f} | {r['peak_memory_mb']:.0f} | {activity_of(r)} |")
-        peers = [p for p in result["paired"] if p.get("kind", "peer") == "peer"]
-        ablation = [p for p in result["paired"] if p.get("kind") == "ablation"]
+        peers = [p for p in result["paired"] if p["kind"] == "peer"]
+        ablation = [p for p in result["paired"] if p["kind"] == "ablation"]
         if peers:
             lines += ["", "SPACL against its peer, paired by seed (test kNN@20, points):", ""]
             lines += [f"- {p['dataset']}: {p['pair']} {pct(p['knn@20'])}" for p in peers]
