@@ -57,7 +57,9 @@ ABLATIONS = {"w/o dynamic anchor": "dynamic_anchor", "w/o farthest-point": "fart
 ACTIVITY_KEYS = {"anchor_not_first_view": "anchor moved", "positives_reordered": "FP reordered",
                  "screened_weight_fraction": "screened weight", "kept_negative_fraction": "kept neg.",
                  "generated_guard_kept_fraction": "gen. guard kept",
-                 "generated_weight_fraction": "gen. weight"}  # fmt: skip
+                 "generated_weight_fraction": "gen. weight",
+                 # the GAN itself: where its points sit (cosine to their source) against the positives it imitates
+                 "generator_source_cosine": "gen. cos", "positive_source_cosine": "pos. cos"}  # fmt: skip
 
 
 def settings_for(method: str, **overrides: Any) -> dict[str, Any]:
