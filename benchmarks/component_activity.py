@@ -17,7 +17,8 @@ Batches:
   distinct positive views, through the packaged all-MiniLM-L6-v2; tau 0.05 and 0.1, similarity screening.
 - **nli** (``--text``): the first 512 shared NLI triplets through MiniLM; the generator (defaults: lr 1e-4, 1 step,
   seed 0) learns from (premise, entailment) pairs of rows 0-447 for 500 updates (batches of 64, order seed 0), then
-  is measured on rows 448-511: where its points land (the hard band) and how they change the gradient (tau 0.05).
+  is measured on rows 448-511: where its points land (the hard band) and how they change the gradient (tau 0.05);
+  and the same after 30 / 150 / 500 updates of 1 and 8 generator steps (one epoch of the triplets: 153 updates).
 
     python benchmarks/component_activity.py            # digits only (about 15 s)
     python benchmarks/component_activity.py --text     # plus MiniLM on CLINC150 and NLI (about a minute)
@@ -219,6 +220,40 @@ def generator_band(embeddings: torch.Tensor, updates: int = 500, held_out: int =
     }
 
 
+def generator_budget(
+    embeddings: torch.Tensor, checkpoints: tuple[int, ...] = (30, 150, 500), steps: tuple[int, ...] = (1, 8),
+    held_out: int = 64,
+) -> list[dict[str, float]]:
+    """How many updates the GAN needs before it acts: trained as in :func:`generator_band` (``generator_steps`` 1 and
+    8 per update), measured on the held-out anchors after each checkpoint. One epoch of the shared triplets at batch
+    64 gives the generator 153 updates, fewer than :func:`generator_band`'s 500."""
+    train, test = embeddings[:-held_out], embeddings[-held_out:]
+    anchors, positives = test[:, 0], test[:, 1]
+    positive_cos = (positives * anchors).sum(-1)
+    rows = []
+    for generator_steps in steps:
+        generator = AdversarialNegativeGenerator(
+            embeddings.shape[-1], warmup_steps=0, seed=0, generator_steps=generator_steps
+        )
+        order = torch.Generator().manual_seed(0)
+        for update in range(1, max(checkpoints) + 1):
+            batch = torch.randperm(len(train), generator=order)[:64]
+            generator.update(real=train[batch, 1], src=train[batch, 0])
+            if update in checkpoints:
+                fake = generator.generate(anchors)[:, 0]
+                real_score = generator.real_probability(anchors, positives).mean()
+                fake_score = generator.real_probability(anchors, fake).mean()
+                fake_cos = (fake * anchors).sum(-1)
+                rows.append({
+                    "generator_steps": generator_steps, "updates": update,
+                    "generated_median_cosine": float(fake_cos.median()),
+                    "positive_median_cosine": float(positive_cos.median()),
+                    "guard_kept_fraction": float((fake_cos <= positive_cos).float().mean()),
+                    "discriminator_real_score": float(real_score), "discriminator_fake_score": float(fake_score),
+                })  # fmt: skip
+    return rows
+
+
 # --- report ------------------------------------------------------------------------------------------------------
 def markdown(report: dict) -> str:
     names = ["dynamic anchor", "farthest point", "screening", "screening (softmax)", "generator"]
@@ -231,6 +266,15 @@ def markdown(report: dict) -> str:
     if "generator_band" in report:
         band = ", ".join(f"{k} {v:.3f}" for k, v in report["generator_band"].items())
         lines += ["", f"NLI generator (held-out anchors, tau 0.05): {band}"]
+    if "generator_budget" in report:
+        lines += ["", "NLI generator against its number of updates (held-out anchors; D's scores: mean sigmoid on real "
+                  "positives / generated points, 0.50 = chance):", "",
+                  "| generator_steps | updates | generated cos (median) | positive cos (median) | guard kept | "
+                  "D real | D fake |", "|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+        lines += [f"| {r['generator_steps']} | {r['updates']} | {r['generated_median_cosine']:.3f} | "
+                  f"{r['positive_median_cosine']:.3f} | {r['guard_kept_fraction']:.2f} | "
+                  f"{r['discriminator_real_score']:.3f} | {r['discriminator_fake_score']:.3f} |"
+                  for r in report["generator_budget"]]  # fmt: skip
     lines += ["", "Cells: cosine between the embedding gradients of full SPACL and SPACL with that component off "
               "(1.0 = inert)."]  # fmt: skip
     return "\n".join(lines)
@@ -257,7 +301,9 @@ def main() -> None:
             rows.append({"batch": "CLINC150 64 intents x 4 queries, MiniLM", "temperature": temperature,
                          "gradient_cosine": {k: round(v, 4) for k, v in text_cosines(views, temperature).items()},
                          "activity": activity(SPACLCriterion(**settings), views)})  # fmt: skip
-        report["generator_band"] = {k: round(v, 4) for k, v in generator_band(nli_embeddings(model, data_dir)).items()}
+        nli = nli_embeddings(model, data_dir)
+        report["generator_band"] = {k: round(v, 4) for k, v in generator_band(nli).items()}
+        report["generator_budget"] = [{k: round(v, 4) for k, v in r.items()} for r in generator_budget(nli)]
     table = markdown(report)
     write_report(report, args.output_prefix, table)
     print(table)

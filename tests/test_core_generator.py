@@ -57,6 +57,11 @@ def test_discriminator_separates_when_generator_is_frozen():
     for _ in range(150):
         losses = gen.update(positives, src)
     assert losses["discriminator_real_score"] > 0.8 and losses["discriminator_fake_score"] < 0.2
+    # the diagnostic reads the same D: one probability per pair, high for positives, low for G's points
+    real, fake = gen.real_probability(src, positives), gen.real_probability(src, gen.generate(src)[:, 0])
+    assert real.shape == fake.shape == (128,) and real.mean() > 0.8 and fake.mean() < 0.2
+    with pytest.raises(ValueError, match="`candidate` must have one row per row of `src`"):
+        gen.real_probability(src, positives[:5])
 
 
 def test_generator_steps_runs_that_many_updates_per_call():

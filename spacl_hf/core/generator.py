@@ -176,6 +176,26 @@ class AdversarialNegativeGenerator(nn.Module):
             fake = self._fake(src, self.num_generated)
         return fake.view(src.shape[0], self.num_generated, -1).to(device=src.device, dtype=src.dtype)
 
+    @torch.no_grad()
+    def real_probability(self, src: Tensor, candidate: Tensor) -> Tensor:
+        """``D``'s probability that each row of ``candidate`` is a hard positive of the same row of ``src``: a
+        diagnostic (0.5 everywhere = ``D`` has learned nothing, so ``G`` gets no signal).
+
+        Shape:
+            ``src [N, D]``, ``candidate [N, D]`` -> ``[N]``
+        """
+        self._check_src("src", src)
+        self._check_src("candidate", candidate)
+        if candidate.shape[0] != src.shape[0]:
+            raise ValueError(
+                f"`candidate` must have one row per row of `src` ({src.shape[0]}), got {candidate.shape[0]}."
+            )
+        device = self._param_device()
+        with torch.autocast(device_type=device.type, enabled=False):
+            src = F.normalize(src.float(), dim=-1).to(device)
+            candidate = F.normalize(candidate.float(), dim=-1).to(device)
+            return torch.sigmoid(self._score(src, candidate)).squeeze(-1)
+
     def update(self, real: Tensor, src: Tensor) -> dict[str, float]:
         """``generator_steps`` discriminator and generator steps on detached (source, hard positive) pairs.
 
