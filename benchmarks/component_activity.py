@@ -191,14 +191,22 @@ def nli_embeddings(model, data_dir: Path, rows: int = 512) -> torch.Tensor:
     return torch.stack(columns, dim=1)
 
 
+def trained_generators(train: torch.Tensor, checkpoints: tuple[int, ...], generator_steps: int = 1):
+    """Train one generator (defaults otherwise: lr 1e-4, seed 0) on batches of 64 (premise, entailment) pairs of
+    ``train`` (order seed 0); yield ``(updates, generator)`` after each of ``checkpoints`` updates."""
+    generator = AdversarialNegativeGenerator(train.shape[-1], warmup_steps=0, seed=0, generator_steps=generator_steps)
+    order = torch.Generator().manual_seed(0)
+    for update in range(1, max(checkpoints) + 1):
+        rows = torch.randperm(len(train), generator=order)[:64]
+        generator.update(real=train[rows, 1], src=train[rows, 0])
+        if update in checkpoints:
+            yield update, generator
+
+
 def generator_band(embeddings: torch.Tensor, updates: int = 500, held_out: int = 64) -> dict[str, float]:
     """Train the generator on (premise, entailment) pairs, measure its points on held-out anchors."""
     train, test = embeddings[:-held_out], embeddings[-held_out:]
-    generator = AdversarialNegativeGenerator(embeddings.shape[-1], warmup_steps=0, seed=0)  # lr 1e-4, 1 step
-    order = torch.Generator().manual_seed(0)
-    for _ in range(updates):
-        rows = torch.randperm(len(train), generator=order)[:64]
-        generator.update(real=train[rows, 1], src=train[rows, 0])
+    [(_, generator)] = trained_generators(train, (updates,))
     anchors, positives = test[:, 0], test[:, 1]
     fake_cos = (generator.generate(anchors)[:, 0] * anchors).sum(-1)
     positive_cos = (positives * anchors).sum(-1)
@@ -232,25 +240,17 @@ def generator_budget(
     positive_cos = (positives * anchors).sum(-1)
     rows = []
     for generator_steps in steps:
-        generator = AdversarialNegativeGenerator(
-            embeddings.shape[-1], warmup_steps=0, seed=0, generator_steps=generator_steps
-        )
-        order = torch.Generator().manual_seed(0)
-        for update in range(1, max(checkpoints) + 1):
-            batch = torch.randperm(len(train), generator=order)[:64]
-            generator.update(real=train[batch, 1], src=train[batch, 0])
-            if update in checkpoints:
-                fake = generator.generate(anchors)[:, 0]
-                real_score = generator.real_probability(anchors, positives).mean()
-                fake_score = generator.real_probability(anchors, fake).mean()
-                fake_cos = (fake * anchors).sum(-1)
-                rows.append({
-                    "generator_steps": generator_steps, "updates": update,
-                    "generated_median_cosine": float(fake_cos.median()),
-                    "positive_median_cosine": float(positive_cos.median()),
-                    "guard_kept_fraction": float((fake_cos <= positive_cos).float().mean()),
-                    "discriminator_real_score": float(real_score), "discriminator_fake_score": float(fake_score),
-                })  # fmt: skip
+        for update, generator in trained_generators(train, checkpoints, generator_steps):
+            fake = generator.generate(anchors)[:, 0]
+            fake_cos = (fake * anchors).sum(-1)
+            rows.append({
+                "generator_steps": generator_steps, "updates": update,
+                "generated_median_cosine": float(fake_cos.median()),
+                "positive_median_cosine": float(positive_cos.median()),
+                "guard_kept_fraction": float((fake_cos <= positive_cos).float().mean()),
+                "discriminator_real_score": float(generator.real_probability(anchors, positives).mean()),
+                "discriminator_fake_score": float(generator.real_probability(anchors, fake).mean()),
+            })  # fmt: skip
     return rows
 
 
