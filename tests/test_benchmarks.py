@@ -146,7 +146,8 @@ def test_gpu_check_tiny_runs_on_cpu_and_its_budget_guard_skips(tiny_encoder_dir,
     gpu_check.export_architecture(tiny_encoder_dir, tmp_path / "arch")
     assert not list((tmp_path / "arch").glob("*.safetensors"))
     arch = str(tmp_path / "arch")
-    report = gpu_check.main(["--tiny", "--device", "cpu", "--model", arch, "--output-prefix", str(prefix)])
+    report = gpu_check.main(["--tiny", "--device", "cpu", "--model", arch, "--output-prefix", str(prefix),
+                             "--profile"])  # fmt: skip
     assert report["correctness"]["passed"] and report["model"] == "random weights from " + arch
     methods = {"infonce", "spacl_softmax", "spacl_similarity", "spacl_softmax_generator", "spacl_similarity_generator"}
     assert {r["method"] for r in report["loss_only"]} == methods
@@ -156,6 +157,10 @@ def test_gpu_check_tiny_runs_on_cpu_and_its_budget_guard_skips(tiny_encoder_dir,
     assert all(r["median_ms"] > 0 for r in report["loss_only"] + report["training"])
     assert json.loads(prefix.with_suffix(".json").read_text())["correctness"]["passed"]
     assert "passed" in prefix.with_suffix(".md").read_text()
+    profiled = (tmp_path / "gpu_check_profile.md").read_text()  # where the time goes: loss alone, then a step
+    calls = [int(line.split(": ")[1]) for line in profiled.splitlines() if line.startswith("aten op calls: ")]
+    assert len(calls) == 2 and 0 < calls[0] < calls[1]
+    assert "SPACL loss alone" in profiled and "SPACLLoss training step" in profiled and "aten::mm" in profiled
     # a budget too small for anything after the first case: the rest is skipped and said so
     small = gpu_check.main(["--tiny", "--device", "cpu", "--skip-training", "--budget-seconds", "1e-9",
                             "--output-prefix", str(tmp_path / "small")])  # fmt: skip

@@ -147,6 +147,24 @@ def test_relative_screen_at_scale_matches_float64(seed):
         assert set(torch.nonzero(exact[r]).flatten().tolist()) == expected
 
 
+@pytest.mark.parametrize("weight", ["softmax", "similarity"])
+def test_relative_screen_does_not_depend_on_the_chunk_size(monkeypatch, weight):
+    """A GPU screens in one large chunk where the CPU takes many small ones: the keep-mask must be the same."""
+    import spacl_hf.core.screening as screening
+
+    g = torch.Generator().manual_seed(7)
+    logits = torch.randn(300, 2000, generator=g) * 3
+    valid = torch.rand(300, 2000, generator=g) > 0.05
+    assert 300 * 2000 > screening._CPU_CHUNK_ELEMENTS  # several chunks on CPU
+    chunked = relative_screen(logits, 0.9, 2, valid, weight=weight)
+    monkeypatch.setattr(screening, "_CPU_CHUNK_ELEMENTS", screening._ACCELERATOR_CHUNK_ELEMENTS)
+    whole = relative_screen(logits, 0.9, 2, valid, weight=weight)
+    monkeypatch.setattr(screening, "_CPU_CHUNK_ELEMENTS", 2000 * 7)  # 7 rows a chunk: a ragged last chunk
+    ragged = relative_screen(logits, 0.9, 2, valid, weight=weight)
+    assert torch.equal(chunked, whole) and torch.equal(chunked, ragged)
+    assert 0 < int(chunked.sum()) < int(valid.sum())  # it screened something
+
+
 def test_relative_screen_with_massive_ties_stays_exact():
     """Bisection cannot split exact ties: the step cap ends it and the wide bracket is still resolved exactly."""
     g = torch.Generator().manual_seed(4)

@@ -16,8 +16,12 @@ _FIRST_STEPS = 8
 _MORE_STEPS = 2
 _MAX_BRACKET = 16
 _MAX_STEPS = 40
-# Logits screened per chunk of anchors (about 1 MiB of float32): measured fastest on CPU at B = 512 to 2048.
-_CHUNK_ELEMENTS = 2**18
+# Logits screened per chunk of anchors. On CPU about 1 MiB of float32, so the bisection's passes stay in cache:
+# measured fastest at B = 512 to 2048. On a GPU every pass is a few kernel launches whatever its size, and 1 MiB
+# chunks made screening 60-200x InfoNCE's time at B = 4096-16384 on an H200 (benchmarks/results/gpu_check.md):
+# there a chunk is 256 MiB, so B = 4096 with two views is one chunk and a [16384, 32768] matrix is eight.
+_CPU_CHUNK_ELEMENTS = 2**18
+_ACCELERATOR_CHUNK_ELEMENTS = 2**26
 # Subtracted from invalid candidates: far below any logit, and exp() of it is exactly 0.
 _FAR = 1e30
 
@@ -88,14 +92,16 @@ def relative_screen(
 def screen_unchecked(logits: Tensor, mass: float, min_keep: int, valid: Tensor, weight: str = "softmax") -> Tensor:
     """:func:`relative_screen` on finite logits with a given validity mask, without argument checks.
 
-    Anchors are screened in chunks of about ``_CHUNK_ELEMENTS`` logits: the passes over a chunk stay in
-    cache, and the temporaries stay small whatever the batch size.
+    Anchors are screened in chunks (about 1 MiB of logits on CPU, 256 MiB on an accelerator): on CPU the passes
+    over a chunk stay in cache, on a GPU the kernel launches stay few, and the temporaries stay bounded whatever
+    the batch size.
     """
     # softmax weights are all > 0, so the whole mass needs every candidate; signed cosines reach their total
     # before the negative tail, so "similarity" still screens at mass 1
     if (mass >= 1.0 and weight == "softmax") or logits.shape[1] == 0:
         return valid
-    rows = max(1, _CHUNK_ELEMENTS // logits.shape[1])
+    chunk_elements = _CPU_CHUNK_ELEMENTS if logits.device.type == "cpu" else _ACCELERATOR_CHUNK_ELEMENTS
+    rows = max(1, chunk_elements // logits.shape[1])
     if logits.shape[0] <= rows:
         return _screen_chunk(logits, mass, min_keep, valid, weight)
     return torch.cat(
@@ -119,7 +125,7 @@ def _screen_chunk(logits: Tensor, mass: float, min_keep: int, valid: Tensor, wei
     scores = scores.float() if scores.dtype in (torch.float16, torch.bfloat16) else scores
     invalid = (~valid).T.to(scores.dtype)  # one bool->float conversion, reused
     # arithmetic masking: on CPU it is several times faster than masked_fill / where
-    scores = torch.addcmul(scores, invalid, scores.new_tensor(-_FAR)).contiguous()
+    scores = scores.add(invalid, alpha=-_FAR).contiguous()  # a scalar alpha: no host-to-device copy
     top = scores.max(dim=0, keepdim=True).values
     top = top * (top > -_FAR / 2)  # rows with nothing valid: any finite shift will do
     weight = _weight(scores, weight_kind, top)  # exactly 0 where invalid
