@@ -8,8 +8,10 @@ once ``--budget-seconds`` would be overrun:
    every component off SPACL equals InfoNCE / MNRL there;
 2. loss only: forward+backward time and peak memory of SPACL (softmax and similarity screening, with and without
    the generator) against InfoNCE, D in 384 / 768, B in 512 / 4096 / 16384, fp32 and bf16 autocast;
-3. a training step of a sentence-transformers model (the packaged MiniLM by default) with SPACLLoss against
-   MultipleNegativesRankingLoss at batch 256 and 1024, and CachedSPACLLoss against CachedMNRL at 4096.
+3. a training step of a sentence-transformers model (the packaged MiniLM by default) with SPACLLoss (also without
+   its generator, and with every part off) against MultipleNegativesRankingLoss at batch 256 and 1024, and
+   CachedSPACLLoss against CachedMNRL at 4096;
+4. with ``--profile``, torch.profiler tables of the loss alone and of SPACLLoss training steps.
 
     python benchmarks/gpu_check.py --budget-seconds 420     # on the GPU machine
     python benchmarks/gpu_check.py --tiny                   # CPU smoke run (tests/test_benchmarks.py): seconds
@@ -242,8 +244,13 @@ def training_steps(device: torch.device, model_path: str, cases: list[tuple[str,
         features = [{k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in model.preprocess(texts).items()}
                     for texts in (anchors, positives)]
         if kind == "plain":
+            # the two extra SPACL rows split its overhead: the generator's, and the machinery's with every part off
             losses = {"MNRL": MultipleNegativesRankingLoss(model, scale=1 / TEMPERATURE),
-                      "SPACL": SPACLLoss(model, temperature=TEMPERATURE, generator_warmup_steps=0)}  # fmt: skip
+                      "SPACL": SPACLLoss(model, temperature=TEMPERATURE, generator_warmup_steps=0),
+                      "SPACL, no generator": SPACLLoss(model, temperature=TEMPERATURE, adversarial_negatives=False),
+                      "SPACL, all parts off": SPACLLoss(model, temperature=TEMPERATURE, adversarial_negatives=False,
+                                                        farthest_point=False, screening=False, dynamic_anchor=False,
+                                                        mask_duplicates=False)}  # fmt: skip
         else:
             losses = {"CachedMNRL": CachedMultipleNegativesRankingLoss(model, scale=1 / TEMPERATURE,
                                                                        mini_batch_size=mini_batch),
@@ -290,8 +297,9 @@ def profile_table(work: Callable[[], object], device: torch.device, rows: int = 
     return f"aten op calls: {calls}\n\n```\n{averages.table(sort_by=sort_by, row_limit=rows)}\n```"
 
 
-def profiles(device: torch.device, model_path: str | None, batch: int, train_batch: int) -> str:
-    """Profiles of SPACL's loss alone (softmax screening, no generator) and of one SPACLLoss training step."""
+def profiles(device: torch.device, model_path: str | None, batch: int, train_batches: list[int]) -> str:
+    """Profiles of SPACL's loss alone (softmax screening, no generator) and of one SPACLLoss training step at each
+    of ``train_batches``."""
     torch.manual_seed(0)
     base = F.normalize(torch.randn(batch, 2, 384, device=device), dim=-1)
     criterion = spacl_methods(384, device)["spacl_softmax"]
@@ -308,21 +316,23 @@ def profiles(device: torch.device, model_path: str | None, batch: int, train_bat
 
         model = SentenceTransformer(model_path, device=str(device))
         model.max_seq_length = 32
-        features = [{k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in model.preprocess(texts).items()}
-                    for texts in (sentences(train_batch, 1), sentences(train_batch, 2))]  # fmt: skip
         loss_fn = SPACLLoss(model, temperature=TEMPERATURE, generator_warmup_steps=0)
         optimizer = torch.optim.AdamW(model.parameters(), lr=1e-6)
         bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
+        for train_batch in train_batches:
+            features = [{k: v.to(device) if isinstance(v, torch.Tensor) else v
+                         for k, v in model.preprocess(texts).items()}
+                        for texts in (sentences(train_batch, 1), sentences(train_batch, 2))]  # fmt: skip
 
-        def train_step() -> None:
-            optimizer.zero_grad(set_to_none=True)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-                loss = loss_fn([dict(f) for f in features], None)
-            loss.backward()
-            optimizer.step()
+            def train_step(features=features) -> None:
+                optimizer.zero_grad(set_to_none=True)
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+                    loss = loss_fn([dict(f) for f in features], None)
+                loss.backward()
+                optimizer.step()
 
-        parts += [f"## SPACLLoss training step, B={train_batch} (generator on, bf16={bf16})",
-                  profile_table(train_step, device)]  # fmt: skip
+            parts += [f"## SPACLLoss training step, B={train_batch} (generator on, bf16={bf16})",
+                      profile_table(train_step, device)]  # fmt: skip
     return "\n\n".join(parts)
 
 
@@ -414,7 +424,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.profile:
         with tempfile.TemporaryDirectory() as scratch:
             model_path = None if args.skip_training else materialize(args.model or default_model(), Path(scratch))
-            tables = profiles(device, model_path, batches[1], cases[0][1])
+            tables = profiles(device, model_path, batches[1], [batch for kind, batch, _ in cases if kind == "plain"])
         Path(f"{args.output_prefix}_profile.md").write_text(f"# `{report['command']}`: profiles\n\n{tables}\n")
         print(f"wrote {args.output_prefix}_profile.md", file=sys.stderr)
     report["skipped"] = budget.skipped
