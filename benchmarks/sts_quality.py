@@ -366,7 +366,7 @@ def markdown(result: dict[str, Any]) -> str:
         f"{result['cached_batch']['mini_batch_size']}), lr {b['lr']:g}, warm-up {b['warmup_ratio']:.0%}, "
         f"max_seq_length {b['max_seq_length']}. Selection: {result['selection']}{start}.",
         "",
-        f"Chosen on dev: SPACL {result['chosen']}." if result["chosen"] else "The final table waits for `final`.",
+        chosen_line(result),
         "",
         "**Seed spread** (STS-B dev Spearman x 100, seeds 0-2):",
         "",
@@ -393,6 +393,16 @@ def markdown(result: dict[str, Any]) -> str:
                          f"{100 * r['std']:.2f} | {held} | {r['steps']} | {r['step_seconds']['mean']:.2f} | {ratio} | "
                          f"{r['peak_memory_mb']:.0f} | {activity_of(r)} |")  # fmt: skip
     return "\n".join(lines)
+
+
+def chosen_line(result: dict[str, Any]) -> str:
+    """The choice, with every SPACL setting it was made among (3-seed dev means to 3 decimals: ties show as such)."""
+    if not result["chosen"]:
+        return "The final table waits for `final`."
+    ran = [r for r in result["sweep"] if r["configuration"]["method"] == "SPACL" and len(r["seeds"]) == len(SEEDS)]
+    among = "; ".join(f"{options_text(r['configuration'])}: {100 * r['mean']:.3f}"
+                      for r in sorted(ran, key=lambda r: -r["mean"]))  # fmt: skip
+    return f"Chosen on dev: SPACL {result['chosen']}, the best {len(SEEDS)}-seed dev mean among {among}."
 
 
 def plot(rows: list[dict[str, Any]], start: float | None, path: Path) -> None:
