@@ -57,6 +57,36 @@ def test_train_sts_main_runs_two_steps(extra, tiny_encoder_dir, tmp_path):
         assert "negative_2" in card and '"matryoshka_dims"' in card and "'doc_to_query'" in card
 
 
+def test_train_sts_defaults_are_the_recipe_the_sts_study_chose():
+    """`examples/train_sts.py` (the README's main job) defaults to SPACL as `benchmarks/sts_quality.py` chose it on
+    STS-B dev (the committed report), with the study's budget; a new choice fails here until the example follows."""
+    report = json.loads((ROOT / "benchmarks" / "results" / "sts_quality.json").read_text())
+    assert report["chosen"], "the STS study has made no choice yet: run `python benchmarks/sts_quality.py sweep`"
+    chosen = dict(part.split("=") for part in report["chosen"].split(", "))
+    as_bool = {"True": True, "False": False}
+    # the study's option -> (the example's argument, how the report writes its value); unset = the study's default
+    options = {
+        "temperature": ("temperature", float, 0.05), "num_positives": ("num_positives", int, 2),
+        "num_views": ("num_views", int, 1), "screening_weight": ("screening_weight", str, "softmax"),
+        "screening_mass": ("screening_mass", float, 0.95), "generator_steps": ("generator_steps", int, 1),
+        "dynamic_anchor": ("dynamic_anchor", as_bool.get, True),
+        "adversarial": ("adversarial_negatives", as_bool.get, True),
+        "directions": ("directions", {"one": ["query_to_doc"], "both": ["query_to_doc", "doc_to_query"]}.get,
+                       ["query_to_doc"]),
+    }  # fmt: skip
+    assert set(chosen) <= set(options), f"the choice sets {set(chosen) - set(options)}: follow it in the example"
+    example = load_example("train_sts")
+    spacl, data = example.SPACLArguments(), example.DataArguments()
+    for option, (argument, parse, default) in options.items():
+        expected = parse(chosen[option]) if option in chosen else default
+        assert getattr(spacl, argument) == expected, f"--{argument}: the study chose {expected!r}"
+    budget, defaults = report["budget"], example.training_defaults()
+    assert (defaults["per_device_train_batch_size"], defaults["learning_rate"]) == (budget["batch_size"], budget["lr"])
+    assert (defaults["num_train_epochs"], defaults["max_steps"]) == (budget["epochs"], -1)
+    assert defaults["warmup_steps"] == budget["warmup_ratio"] and data.max_seq_length == budget["max_seq_length"]
+    assert defaults["batch_sampler"] == "no_duplicates"
+
+
 def test_resolve_model_prefers_local_folders_and_the_packaged_copy_offline(tmp_path, monkeypatch):
     module = load_example("train_sts")
     assert module.resolve_model(str(tmp_path)) == str(tmp_path)
