@@ -282,7 +282,7 @@ def training_steps(device: torch.device, model_path: str, cases: list[tuple[str,
 # --- 4. where the time goes (--profile) --------------------------------------------------------------------------
 def profile_table(work: Callable[[], object], device: torch.device, rows: int = 15) -> str:
     """torch.profiler's table of one call of ``work`` (after a warm-up): the ops that take the most device time
-    (CPU time on CPU), with their call counts, and the total number of op calls (each a kernel launch or more)."""
+    (CPU time on CPU), with their call counts, and the total number of aten op calls (on a GPU most launch a kernel)."""
     from torch.profiler import ProfilerActivity, profile
 
     work()
