@@ -18,7 +18,7 @@ _MAX_BRACKET = 16
 _MAX_STEPS = 40
 # Logits screened per chunk of anchors. On CPU about 1 MiB of float32, so the bisection's passes stay in cache:
 # measured fastest at B = 512 to 2048. On a GPU every pass is a few kernel launches whatever its size, and 1 MiB
-# chunks made the loss 44-214x InfoNCE's time at B = 4096-16384 on an H200 (benchmarks/results/gpu_check.md at
+# chunks made the loss 37-214x InfoNCE's time at B = 4096-16384 on an H200 (benchmarks/results/gpu_check.md at
 # commit 07b1084): there a chunk is 256 MiB, so B = 4096 with two views is one chunk and [16384, 32768] is eight.
 _CPU_CHUNK_ELEMENTS = 2**18
 _ACCELERATOR_CHUNK_ELEMENTS = 2**26
