@@ -73,16 +73,20 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def median_seconds(work: Callable[[], object], device: torch.device, repeats: int) -> float:
-    work()  # warm-up (kernels, allocator)
-    times = []
+def median_seconds(works: dict[str, Callable[[], object]], device: torch.device, repeats: int) -> dict[str, float]:
+    """Median wall time of each of ``works``, timed in turns (A B C, A B C, ...) so that drift in a host-bound
+    machine (clocks, other tenants) reaches every method alike instead of the one timed last."""
+    for work in works.values():
+        work()  # warm-up (kernels, allocator)
+    times: dict[str, list[float]] = {name: [] for name in works}
     for _ in range(repeats):
-        synchronize(device)
-        start = time.perf_counter()
-        work()
-        synchronize(device)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for name, work in works.items():
+            synchronize(device)
+            start = time.perf_counter()
+            work()
+            synchronize(device)
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def spacl_methods(dim: int, device: torch.device) -> dict[str, Callable[[torch.Tensor], torch.Tensor]]:
@@ -156,7 +160,7 @@ def loss_only(device: torch.device, dims: list[int], batches: list[int], dtypes:
                         loss = method(views)
                     loss.float().backward()
 
-                times = {name: median_seconds(lambda m=m: step(m), device, repeats) for name, m in methods.items()}
+                times = median_seconds({name: lambda m=m: step(m) for name, m in methods.items()}, device, repeats)
                 memory = {name: peak_memory_bytes(lambda m=m: step(m), device) for name, m in methods.items()}
                 for name in methods:
                     rows.append({
@@ -265,7 +269,7 @@ def training_steps(device: torch.device, model_path: str, cases: list[tuple[str,
             loss.backward()
             optimizer.step()
 
-        times = {name: median_seconds(lambda f=f: step(f), device, repeats) for name, f in losses.items()}
+        times = median_seconds({name: lambda f=f: step(f) for name, f in losses.items()}, device, repeats)
         baseline = times["MNRL" if kind == "plain" else "CachedMNRL"]
         for name, seconds in times.items():
             rows.append({"kind": kind, "batch_size": batch, "mini_batch_size": mini_batch, "loss": name,
@@ -419,7 +423,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         with tempfile.TemporaryDirectory() as scratch:
             model_path = materialize(args.model or default_model(), Path(scratch))
             report["model"] = "random weights from " + args.model if model_path == scratch else model_path
-            report["training"] = training_steps(device, model_path, cases, repeats, budget)
+            # host-bound steps time noisily: three times the repeats, in turns (see median_seconds)
+            report["training"] = training_steps(device, model_path, cases, 3 * repeats, budget)
     args.output_prefix.parent.mkdir(parents=True, exist_ok=True)
     if args.profile:
         with tempfile.TemporaryDirectory() as scratch:
