@@ -224,6 +224,26 @@ def materialize(path: str, scratch: Path) -> str:
     return str(scratch)
 
 
+def uses_bf16(device: torch.device) -> bool:
+    return device.type == "cuda" and torch.cuda.is_bf16_supported()
+
+
+def training_step(model, optimizer: torch.optim.Optimizer, batch: int, device: torch.device) -> Callable[[Any], None]:
+    """``step(loss_fn)``: one optimizer step of ``model`` on ``batch`` generated (anchor, positive) pairs, tokenized
+    once here, under bf16 autocast where the device supports it."""
+    features = [{k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in model.preprocess(texts).items()}
+                for texts in (sentences(batch, 1), sentences(batch, 2))]  # fmt: skip
+
+    def step(loss_fn) -> None:
+        optimizer.zero_grad(set_to_none=True)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=uses_bf16(device)):
+            loss = loss_fn([dict(f) for f in features], None)  # modules add keys to the dicts they get
+        loss.backward()
+        optimizer.step()
+
+    return step
+
+
 def training_steps(device: torch.device, model_path: str, cases: list[tuple[str, int, int | None]], repeats: int,
                    budget: Budget) -> list[dict[str, Any]]:  # fmt: skip
     from sentence_transformers import SentenceTransformer
@@ -234,7 +254,6 @@ def training_steps(device: torch.device, model_path: str, cases: list[tuple[str,
 
     from spacl_hf import CachedSPACLLoss, SPACLLoss
 
-    bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
     rows, last = [], None
     for kind, batch, mini_batch in cases:
         case = f"train {kind} B={batch}"
@@ -244,9 +263,6 @@ def training_steps(device: torch.device, model_path: str, cases: list[tuple[str,
         started = time.perf_counter()
         model = SentenceTransformer(model_path, device=str(device))
         model.max_seq_length = 32
-        anchors, positives = sentences(batch, 1), sentences(batch, 2)
-        features = [{k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in model.preprocess(texts).items()}
-                    for texts in (anchors, positives)]
         if kind == "plain":
             # the two extra SPACL rows split its overhead: the generator's, and the machinery's with every part off
             losses = {"MNRL": MultipleNegativesRankingLoss(model, scale=1 / TEMPERATURE),
@@ -261,19 +277,12 @@ def training_steps(device: torch.device, model_path: str, cases: list[tuple[str,
                       "CachedSPACL": CachedSPACLLoss(model, mini_batch_size=mini_batch, temperature=TEMPERATURE,
                                                      generator_warmup_steps=0)}  # fmt: skip
         optimizer = torch.optim.AdamW(model.parameters(), lr=1e-6)
-
-        def step(loss_fn) -> None:
-            optimizer.zero_grad(set_to_none=True)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-                loss = loss_fn([dict(f) for f in features], None)  # modules add keys to the dicts they get
-            loss.backward()
-            optimizer.step()
-
+        step = training_step(model, optimizer, batch, device)
         times = median_seconds({name: lambda f=f: step(f) for name, f in losses.items()}, device, repeats)
         baseline = times["MNRL" if kind == "plain" else "CachedMNRL"]
         for name, seconds in times.items():
             rows.append({"kind": kind, "batch_size": batch, "mini_batch_size": mini_batch, "loss": name,
-                         "bf16": bf16, "median_ms": round(seconds * 1e3, 2),
+                         "bf16": uses_bf16(device), "median_ms": round(seconds * 1e3, 2),
                          "time_ratio": round(seconds / baseline, 3)})  # fmt: skip
         last = (time.perf_counter() - started, batch)
         del model, losses, optimizer
@@ -322,21 +331,10 @@ def profiles(device: torch.device, model_path: str | None, batch: int, train_bat
         model.max_seq_length = 32
         loss_fn = SPACLLoss(model, temperature=TEMPERATURE, generator_warmup_steps=0)
         optimizer = torch.optim.AdamW(model.parameters(), lr=1e-6)
-        bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
         for train_batch in train_batches:
-            features = [{k: v.to(device) if isinstance(v, torch.Tensor) else v
-                         for k, v in model.preprocess(texts).items()}
-                        for texts in (sentences(train_batch, 1), sentences(train_batch, 2))]  # fmt: skip
-
-            def train_step(features=features) -> None:
-                optimizer.zero_grad(set_to_none=True)
-                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-                    loss = loss_fn([dict(f) for f in features], None)
-                loss.backward()
-                optimizer.step()
-
-            parts += [f"## SPACLLoss training step, B={train_batch} (generator on, bf16={bf16})",
-                      profile_table(train_step, device)]  # fmt: skip
+            step = training_step(model, optimizer, train_batch, device)
+            parts += [f"## SPACLLoss training step, B={train_batch} (generator on, bf16={uses_bf16(device)})",
+                      profile_table(lambda step=step: step(loss_fn), device)]  # fmt: skip
     return "\n\n".join(parts)
 
 
@@ -419,19 +417,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     }
     report["loss_only"] = loss_only(device, dims, batches, dtypes, repeats, budget)
     report["training"] = []
-    if not args.skip_training:
-        with tempfile.TemporaryDirectory() as scratch:
-            model_path = materialize(args.model or default_model(), Path(scratch))
+    args.output_prefix.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as scratch:  # one model (rebuilt once) for the training rows and profiles
+        model_path = None if args.skip_training else materialize(args.model or default_model(), Path(scratch))
+        if model_path is not None:
             report["model"] = "random weights from " + args.model if model_path == scratch else model_path
             # host-bound steps time noisily: three times the repeats, in turns (see median_seconds)
             report["training"] = training_steps(device, model_path, cases, 3 * repeats, budget)
-    args.output_prefix.parent.mkdir(parents=True, exist_ok=True)
-    if args.profile:
-        with tempfile.TemporaryDirectory() as scratch:
-            model_path = None if args.skip_training else materialize(args.model or default_model(), Path(scratch))
+        if args.profile:
             tables = profiles(device, model_path, batches[1], [batch for kind, batch, _ in cases if kind == "plain"])
-        Path(f"{args.output_prefix}_profile.md").write_text(f"# `{report['command']}`: profiles\n\n{tables}\n")
-        print(f"wrote {args.output_prefix}_profile.md", file=sys.stderr)
+            Path(f"{args.output_prefix}_profile.md").write_text(f"# `{report['command']}`: profiles\n\n{tables}\n")
+            print(f"wrote {args.output_prefix}_profile.md", file=sys.stderr)
     report["skipped"] = budget.skipped
     report["seconds"] = round(budget.spent(), 1)
     Path(f"{args.output_prefix}.json").write_text(json.dumps(report, indent=2) + "\n")
