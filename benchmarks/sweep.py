@@ -33,9 +33,19 @@ def run_all(
     seeds: Iterable[int],
     compute: Callable[[dict[str, Any]], dict[str, Any]],
     describe: Callable[[dict[str, Any]], str] = str,
+    seed_major: bool = False,
 ) -> list[dict[str, Any]]:
-    """Each configuration with each seed, stored runs skipped; one progress line per run on stderr."""
-    runs = [{**c, "seed": s} for c in configurations for s in seeds]
+    """Each configuration with each seed, stored runs skipped; one progress line per run on stderr.
+
+    ``seed_major`` runs every configuration's seed 0, then every seed 1, ...: a study stopped early then holds
+    paired seeds of every configuration instead of all seeds of the first few.
+    """
+    seeds = list(seeds)
+    runs = (
+        [{**c, "seed": s} for s in seeds for c in configurations]
+        if seed_major
+        else [{**c, "seed": s} for c in configurations for s in seeds]
+    )
     records, started, computed = [], time.perf_counter(), 0
     for index, settings in enumerate(runs, 1):
         record = store.load(settings)
