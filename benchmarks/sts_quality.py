@@ -423,18 +423,24 @@ def chosen_line(result: dict[str, Any]) -> str:
 def plot(rows: list[dict[str, Any]], start: float | None, path: Path) -> None:
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(9, 0.45 * len(rows) + 1.5))
-    names = [r["name"] for r in rows][::-1]
-    means = [100 * r["mean"] for r in rows][::-1]
-    stds = [100 * r["std"] for r in rows][::-1]
+    rows = rows[::-1]
+    # a row with fewer seeds than the others says so, and is drawn lighter: its bar is one seed, not a mean
+    partial = [list(r["seeds"]) != list(SEEDS) for r in rows]
+    names = [r["name"] + (f" (seed{'s' * (len(r['seeds']) > 1)} {', '.join(map(str, r['seeds']))})" if p else "")
+             for r, p in zip(rows, partial)]  # fmt: skip
+    means = [100 * r["mean"] for r in rows]
+    stds = [100 * r["std"] for r in rows]
     colors = ["tab:orange" if "SPACL" in n else "tab:blue" for n in names]
-    ax.barh(names, means, xerr=stds, color=colors, capsize=3)
+    bars = ax.barh(names, means, xerr=stds, color=colors, capsize=3)
+    for bar, p in zip(bars, partial):
+        bar.set_alpha(0.45 if p else 1.0)
     low, high = min(m - s for m, s in zip(means, stds)), max(m + s for m, s in zip(means, stds))
     if start is not None:
         ax.axvline(100 * start, color="gray", linestyle="--", label="start model")
         ax.legend(loc="lower right")
         low = min(low, 100 * start)
     ax.set_xlim(low - 0.3, high + 0.3)
-    ax.set_xlabel("STS-B dev cosine Spearman x 100 (mean ± std over seeds 0-2)")
+    ax.set_xlabel(f"STS-B dev cosine Spearman x 100 (mean ± std over seeds {SEEDS[0]}-{SEEDS[-1]} unless named)")
     ax.set_title("One epoch of NLI triplets from all-MiniLM-L6-v2")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
