@@ -87,7 +87,7 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
     # gather itself: values and the summed gradient of every rank's use
     t = torch.full((2,), float(rank + 1), requires_grad=True)
     all_gather_with_grad(t).pow(2).sum().backward()
-    for _ in range(3):
+    for step in range(3):
         optimizer.zero_grad()
         loss = criterion(layer(x[local]), labels=labels[local])
         loss.backward()
@@ -98,6 +98,10 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
         dist.all_reduce(total)
         losses.append(float(total) / world)
         optimizer.step()
+        if rank == 1 and step < 2:  # as a threaded BLAS may under load: one rank's update rounds differently
+            with torch.no_grad():
+                for p in gen.parameters():
+                    p.add_(1e-6)
     torch.save(
         {"losses": losses, "weight": layer.weight.detach(), "gen": gen.state_dict(), "gather_grad": t.grad},
         f"{out}/rank{rank}.pt",
@@ -137,10 +141,17 @@ def test_two_gloo_processes_equal_one_process(tmp_path):
     assert r0["losses"] == pytest.approx(losses, abs=1e-5)
     assert torch.allclose(r0["weight"], layer.weight.detach(), atol=1e-5)
     assert torch.equal(r0["weight"], r1["weight"])
-    for key, value in gen.state_dict().items():  # the generator is identical on both ranks and to 1 process
+    # the generator is identical on both ranks (rank 1's drift was replaced by rank 0's state) and to 1 process
+    for key, value in gen.state_dict().items():
         if torch.is_tensor(value):
             assert torch.equal(r0["gen"][key], r1["gen"][key])
             assert torch.allclose(r0["gen"][key], value, atol=1e-5)
+    for name in ("generator_optimizer", "discriminator_optimizer"):  # Adam's moments too
+        states = [r["gen"]["_extra_state"][name]["state"] for r in (r0, r1)]
+        assert states[0].keys() == states[1].keys() and len(states[0]) == 4
+        for index, moments in states[0].items():
+            for key, value in moments.items():
+                assert torch.equal(value, states[1][index][key]), (name, index, key)
     # d/dt of sum over both ranks' (gathered^2) = 2 * world * t
     assert torch.equal(r0["gather_grad"], torch.full((2,), 4.0))
     assert torch.equal(r1["gather_grad"], torch.full((2,), 8.0))

@@ -191,3 +191,29 @@ def test_false_negative_guard_drops_points_closer_than_the_farthest_positive(sig
     criterion.eval()
     _, stats = criterion(views, return_stats=True)
     assert stats["generated_negatives_per_anchor"] == expected
+
+
+def test_copy_state_from_first_rank_takes_rank_zeros_weights_and_moments():
+    src, real = toy_pairs(12, 0)
+    first, other = AdversarialNegativeGenerator(16, seed=0), AdversarialNegativeGenerator(16, seed=0)
+    first.update(real, src), other.update(real.flip(0), src)  # same noise, different updates and moments
+
+    def flat(gen):
+        return torch.cat([t.reshape(-1) for t in gen._synchronized_tensors()])
+
+    assert not torch.equal(flat(other), flat(first))
+    untouched = copy.deepcopy(other)
+    other.copy_state_from_first_rank(lambda t: t)  # one process: the gather returns its input
+    assert torch.equal(flat(other), flat(untouched))
+    other.copy_state_from_first_rank(lambda t: torch.cat([flat(first), t]))  # this is rank 1 of 2
+    for mine, theirs in zip(other.state_dict().values(), first.state_dict().values(), strict=True):
+        if torch.is_tensor(mine):
+            assert torch.equal(mine, theirs)
+    for name in ("generator_optimizer", "discriminator_optimizer"):
+        states = [getattr(g, name).state_dict()["state"] for g in (other, first)]
+        for index, moments in states[1].items():
+            assert torch.equal(states[0][index]["exp_avg"], moments["exp_avg"])
+            assert torch.equal(states[0][index]["exp_avg_sq"], moments["exp_avg_sq"])
+    # from here both ranks make the same update
+    assert other.update(real, src) == first.update(real, src)
+    assert torch.equal(flat(other), flat(first))

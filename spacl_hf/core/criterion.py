@@ -248,13 +248,15 @@ def generated_negatives(
     positives: _Positives,
     gathered: Callable,
     offset: int,
+    world_size: int,
     update: bool,
 ) -> tuple[Tensor | None, Tensor | None, dict[str, Tensor]]:
     """3.3: generated hard negatives of each anchor (detached) and the generator's update.
 
     The generator is conditioned on the anchor and learns from (anchor, selected hard positive) pairs of the
-    whole gathered batch, with a shared seed, so it stays identical on every process. A generated point more
-    similar to its anchor than the anchor's least similar selected positive is dropped (false-negative guard).
+    whole gathered batch, with a shared seed; after the update every process takes rank 0's weights and Adam
+    moments (one all-gather), so the generator stays identical on every process bit for bit. A generated point
+    more similar to its anchor than the anchor's least similar selected positive is dropped (false-negative guard).
     Returns ``(generated [B, G, D], kept [B, G], statistics)``; ``(None, None, ...)`` during warm-up.
     """
     batch = anchors.shape[0]
@@ -276,6 +278,8 @@ def generated_negatives(
             pair_source = source[:, None].expand_as(real)
             for name, value in generator.update(real[real_valid], pair_source[real_valid]).items():
                 stats[name] = torch.tensor(value)
+            if world_size > 1:
+                generator.copy_state_from_first_rank(gathered)
     return generated, kept, stats
 
 
@@ -592,7 +596,7 @@ class SPACLCriterion(nn.Module):
         for index, (anchor_view, anchors, positives) in enumerate(selections):
             part, stats = self._anchor_loss(
                 anchors, anchor_view, positives, bank, shared_bank, shared_mask, bank_ids, view_ids is None,
-                normalizer, gathered, offset, update_generator=index == 0, return_stats=return_stats,
+                normalizer, gathered, offset, world, update_generator=index == 0, return_stats=return_stats,
             )  # fmt: skip
             loss = loss + part
             per_anchor_stats.append(stats)
@@ -624,6 +628,7 @@ class SPACLCriterion(nn.Module):
         normalizer: Tensor,
         gathered: Callable,
         offset: int,
+        world_size: int,
         update_generator: bool,
         return_stats: bool,
     ) -> tuple[Tensor, dict[str, Tensor]]:
@@ -643,7 +648,7 @@ class SPACLCriterion(nn.Module):
         if generator is not None:
             update = update_generator and self.training and torch.is_grad_enabled()
             generated, generated_mask, generator_stats = generated_negatives(
-                generator, anchors, positives, gathered, offset, update
+                generator, anchors, positives, gathered, offset, world_size, update
             )
         self._warn_if_starved(shared_mask, generated_mask, positives.valid, collapsed)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -30,8 +31,11 @@ class AdversarialNegativeGenerator(nn.Module):
     points were no closer to their own source than to other samples and carried ~1e-4 of the softmax weight.
 
     Everything random (initial weights, noise) comes from ``seed``, so every data-parallel rank that feeds
-    the same gathered inputs holds the same generator. The optimizer state, the noise generator's state and
-    the step count are part of :meth:`state_dict`, so a resumed run continues exactly.
+    the same gathered inputs draws the same noise and starts from the same generator. Float results are not
+    bit-reproducible across processes (threaded BLAS reductions differ under load), so after each update the
+    criterion copies the first rank's weights and Adam moments to the others (:meth:`copy_state_from_first_rank`,
+    as DDP broadcasts buffers). The optimizer state, the noise generator's state and the step count are part of
+    :meth:`state_dict`, so a resumed run continues exactly.
 
     Args:
         embedding_dim: dimension ``D`` of the embeddings.
@@ -243,6 +247,43 @@ class AdversarialNegativeGenerator(nn.Module):
             "generator_source_cosine": float((fake.detach() * src).sum(-1).mean()),
             "positive_source_cosine": float((real * src).sum(-1).mean()),
         }
+
+    def _synchronized_tensors(self) -> list[Tensor]:
+        """Weights and Adam moments: what an update changes (the scalar step counts agree by construction)."""
+        tensors = list(self.parameters())
+        for optimizer in (self.generator_optimizer, self.discriminator_optimizer):
+            for group in optimizer.param_groups:
+                for param in group["params"]:
+                    state = optimizer.state.get(param, {})
+                    tensors += [state[key] for key in sorted(state) if torch.is_tensor(state[key]) and state[key].dim()]
+        return tensors
+
+    @torch.no_grad()
+    def copy_state_from_first_rank(self, all_gather: Callable[[Tensor], Tensor]) -> None:
+        """Overwrite this generator's weights and Adam moments with rank 0's, through ``all_gather``.
+
+        Every rank runs the same update on the same gathered pairs, but threaded float reductions (MKL's, cuBLAS's)
+        may round differently in two processes; without this copy the ranks' generators drift apart (seen as
+        ~1e-8 differences after one update under CPU load). ``all_gather`` concatenates a tensor from every rank
+        in rank order (:class:`~spacl_hf.core.dist.Gather`); in one process it returns its input and nothing
+        changes. Every rank must call this at the same point: it is a collective.
+
+        Args:
+            all_gather: the process group's all-gather.
+        """
+        tensors = self._synchronized_tensors()
+        dtype = tensors[0].dtype
+        for tensor in tensors[1:]:
+            dtype = torch.promote_types(dtype, tensor.dtype)  # exact for every tensor's own dtype
+        flat = torch.cat([t.detach().reshape(-1).to(dtype) for t in tensors])
+        every_rank = all_gather(flat)
+        if every_rank.numel() == flat.numel():  # one process
+            return
+        first_rank = every_rank[: flat.numel()]
+        start = 0
+        for tensor in tensors:
+            tensor.copy_(first_rank[start : start + tensor.numel()].view_as(tensor))
+            start += tensor.numel()
 
     def get_extra_state(self) -> dict[str, Any]:
         # Carried inside state_dict(), so a checkpoint of any parent module resumes the GAN exactly.
