@@ -262,9 +262,9 @@ class AdversarialNegativeGenerator(nn.Module):
     def copy_state_from_first_rank(self, all_gather: Callable[[Tensor], Tensor]) -> None:
         """Overwrite this generator's weights and Adam moments with rank 0's, through ``all_gather``.
 
-        Every rank runs the same update on the same gathered pairs, but threaded float reductions (MKL's, cuBLAS's)
-        may round differently in two processes; without this copy the ranks' generators drift apart (seen as
-        ~1e-8 differences after one update under CPU load). ``all_gather`` concatenates a tensor from every rank
+        Every rank runs the same update on the same gathered pairs, but a threaded BLAS need not round the same way
+        in two processes; without this copy the ranks' generators drift apart (seen with MKL under CPU load: up to
+        3e-8 after one update, from bit-identical inputs). ``all_gather`` concatenates a tensor from every rank
         in rank order (:class:`~spacl_hf.core.dist.Gather`); in one process it returns its input and nothing
         changes. Every rank must call this at the same point: it is a collective.
 
