@@ -429,7 +429,10 @@ def markdown(result: dict[str, Any]) -> str:
             lines.append(f"| {r['name']} | {options_text(r['configuration'])} | {r['seeds']} | {100 * r['mean']:.2f} "
                          f"± {100 * r['std']:.2f} | {held} | {r['steps']} | {r['step_seconds']['mean']:.2f} | "
                          f"{ratio} | {r['peak_memory_mb']:.0f} | {activity_of(r)} |")  # fmt: skip
-        gaps = [f"{r['name']} dev {100 * g['dev']:.4f}, held out {100 * g['held_out']:.4f}"
+        def gap(value: float) -> str:  # 0 means the same score to the last bit, not just below 5e-5 points
+            return "0 (equal)" if value == 0 else f"{100 * value:.4f}"
+
+        gaps = [f"{r['name']} dev {gap(g['dev'])}, held out {gap(g['held_out'])}"
                 for r in result["final"] if (g := r.get("max_seed_gap_to_spacl"))]  # fmt: skip
         if gaps:
             lines += ["", "Ablations against SPACL's run of the same seed (largest |difference| x 100): "

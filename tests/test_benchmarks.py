@@ -214,5 +214,7 @@ def test_sts_study_chooses_on_dev_and_scores_held_out_pairs_only_in_final(tmp_pa
     gaps = {row["name"]: row.get("max_seed_gap_to_spacl") for row in result["final"]}
     # the fake score ignores screening, so that ablation equals SPACL seed by seed (other seeds differ by 0.001)
     assert gaps["SPACL w/o screening"] == {"dev": 0.0, "held_out": 0.0} and gaps["MNRL"] is None
+    report_text = (tmp_path / "report" / "sts_quality.md").read_text()
+    assert "SPACL w/o screening dev 0 (equal), held out 0 (equal)" in report_text
     ratios = {row["name"]: row["step_time_vs_mnrl"] for row in result["final"]}
     assert ratios["MNRL"] == ratios["CachedSPACL"] == 1.0  # CachedSPACL against CachedMNRL, not against MNRL

@@ -263,19 +263,16 @@ class AdversarialNegativeGenerator(nn.Module):
         """Overwrite this generator's weights and Adam moments with rank 0's, through ``all_gather``.
 
         Every rank runs the same update on the same gathered pairs, but a threaded BLAS need not round the same way
-        in two processes; without this copy the ranks' generators drift apart (seen with MKL under CPU load: up to
-        3e-8 after one update, from bit-identical inputs). ``all_gather`` concatenates a tensor from every rank
-        in rank order (:class:`~spacl_hf.core.dist.Gather`); in one process it returns its input and nothing
-        changes. Every rank must call this at the same point: it is a collective.
+        in two processes; without this copy the ranks' generators can drift apart (seen once, with MKL on a loaded
+        CPU, by the 2-process test). ``all_gather`` concatenates a tensor from every rank in rank order
+        (:class:`~spacl_hf.core.dist.Gather`); in one process it returns its input and nothing changes. Every rank
+        must call this at the same point: it is a collective.
 
         Args:
             all_gather: the process group's all-gather.
         """
         tensors = self._synchronized_tensors()
-        dtype = tensors[0].dtype
-        for tensor in tensors[1:]:
-            dtype = torch.promote_types(dtype, tensor.dtype)  # exact for every tensor's own dtype
-        flat = torch.cat([t.detach().reshape(-1).to(dtype) for t in tensors])
+        flat = torch.cat([t.detach().reshape(-1) for t in tensors])  # promotes to a dtype exact for every tensor
         every_rank = all_gather(flat)
         if every_rank.numel() == flat.numel():  # one process
             return
