@@ -146,7 +146,7 @@ def make_loss(settings: dict[str, Any], model, num_labels: int):
 
     method = settings["method"]
     if method == "SPACL":
-        return SPACLLoss(
+        loss = SPACLLoss(
             model,
             temperature=settings["temperature"],
             num_positives=settings["num_positives"],
@@ -160,6 +160,8 @@ def make_loss(settings: dict[str, Any], model, num_labels: int):
             generator_warmup_steps=max(1, settings["steps"] // 4),
             generator_steps=settings.get("generator_steps", 1),
         )
+        loss.statistics_every_step = True  # the study's activity: means over every training step
+        return loss
     if method == "SupCon":
         return SupConLoss(model, settings["temperature"], settings["num_views"])
     if method == "MNRL":

@@ -110,9 +110,10 @@ def make_loss(settings: dict[str, Any], model, guide, steps: int):
         generator_steps=settings["generator_steps"], generator_warmup_steps=max(1, steps // 5),
         directions=DIRECTIONS[settings.get("directions", "one")],
     )  # fmt: skip
-    if method == "CachedSPACL":
-        return CachedSPACLLoss(model, mini_batch_size=settings["mini_batch_size"], **spacl)
-    return SPACLLoss(model, **spacl)
+    loss = CachedSPACLLoss(model, mini_batch_size=settings["mini_batch_size"], **spacl) if method == "CachedSPACL" \
+        else SPACLLoss(model, **spacl)  # fmt: skip
+    loss.statistics_every_step = True  # the study's activity: means over every training step
+    return loss
 
 
 class StepProbe(TrainerCallback):

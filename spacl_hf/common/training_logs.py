@@ -18,3 +18,27 @@ def merge_into_log(logs: dict[str, float], state: Any, values: dict[str, float])
     logs.update(values)
     if state.log_history and state.log_history[-1].get("step") == state.global_step:
         state.log_history[-1].update(values)
+
+
+def will_log_step(args: Any, state: Any) -> bool:
+    """Whether the Trainer will log the training loss after the optimizer step now running (``state.global_step``
+    counts the finished ones), so that a loss computes its statistics on that step only.
+
+    Mirrors ``transformers``' ``DefaultFlowCallback``: every ``logging_steps`` steps, and the first one with
+    ``logging_first_step``. With ``logging_strategy="epoch"`` every step counts (the log is the epoch's mean); with
+    ``"no"`` none does.
+
+    Example:
+        >>> from types import SimpleNamespace as NS
+        >>> args = NS(logging_strategy="steps", logging_first_step=False)
+        >>> [will_log_step(args, NS(global_step=g, logging_steps=10)) for g in (8, 9, 10)]
+        [False, True, False]
+    """
+    strategy = str(getattr(getattr(args, "logging_strategy", "steps"), "value", getattr(args, "logging_strategy", "")))
+    if strategy == "no":
+        return False
+    if strategy != "steps":
+        return True
+    step = state.global_step + 1
+    every = getattr(state, "logging_steps", None) or getattr(args, "logging_steps", 1) or 1
+    return step % max(1, int(every)) == 0 or (step == 1 and bool(getattr(args, "logging_first_step", False)))

@@ -82,6 +82,7 @@ def spacl_from_columns(
     labels: Tensor | None = None,
     content_ids: Tensor | None = None,
     dynamic_anchor: bool | None = None,
+    return_stats: bool = True,
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """SPACL loss and statistics of column-major embeddings.
 
@@ -98,6 +99,7 @@ def spacl_from_columns(
         content_ids: one id per text per encoded column, for duplicate masking.
         dynamic_anchor: ``None`` means on for the labelled format and interchangeable views (every view is the
             same input) and off for columns (the anchor stays on the query side of asymmetric pairs).
+        return_stats: compute the activity statistics (an empty dict otherwise: a trainer asks on logging steps).
 
     Shape:
         - embeddings: ``[K, B, D]``, K = ``layout.num_columns``; content_ids: ``[K, B]``; labels: ``[B]``
@@ -130,8 +132,9 @@ def spacl_from_columns(
         use_dynamic_anchor = bool(dynamic_anchor)
     candidate_views = criterion.candidate_views
     if candidate_views == "columns" or (candidate_views == "auto" and not same_input):
-        candidate_view_mask = torch.arange(pool, device=views.device) >= layout.anchor_views
-    return criterion(
+        # a tuple of Python bools: the criterion builds its mask once per batch shape
+        candidate_view_mask = tuple(v >= layout.anchor_views for v in range(pool))
+    result = criterion(
         views,
         labels=labels if layout.uses_labels else None,
         negatives=negatives,
@@ -139,8 +142,9 @@ def spacl_from_columns(
         negative_ids=negative_ids,
         dynamic_anchor=use_dynamic_anchor,
         candidate_view_mask=candidate_view_mask,
-        return_stats=True,
+        return_stats=return_stats,
     )
+    return result if return_stats else (result, {})
 
 
 class RunningStatistics:

@@ -1,15 +1,21 @@
 """``SPACLCriterion``: the SPACL configuration as an ``nn.Module``, from a batch of views to the loss.
 
-The forward pass runs the specification's stages in order, each a small function below: the candidate bank
-(every view of every sample of every process), 3.1 the dynamic anchor, 3.2 the hard positives, 3.4 the
+The forward pass runs the specification's stages in order, each a small function below or in :mod:`.bank`: the
+candidate bank (every view of every sample of every process), 3.1 the dynamic anchor, 3.2 the hard positives, 3.4 the
 candidate negatives, 3.3 the generated negatives, then 3.4 screening and the loss of section 4
-(:func:`~spacl_hf.core.loss.infonce_unchecked`).
+(:func:`~spacl_hf.core.loss.infonce_from_logits`).
+
+The hot path is lean: one similarity matmul serves the positives and every negative, what shapes alone decide is
+cached, masks replace data-dependent indexing, and nothing is read back from the device outside a statistics call
+(no ``.item()``, ``bool(tensor)``, ``nonzero`` or ``unique``), so a step is a fixed sequence of kernels that
+``torch.compile`` can take as one graph. Input checks that need a device read (finiteness) run on the first call and
+on every call with statistics; statistics and warnings likewise.
 """
 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +24,16 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .anchor import hardest_view_unchecked
+from .bank import (
+    Bank,
+    ShapeFacts,
+    bank_ids,
+    build_bank,
+    candidate_negatives,
+    content_hash,
+    mask_duplicate_negatives,
+    static_candidate_mask,
+)
 from .checks import (
     at_least_float32,
     check_bool,
@@ -32,9 +48,11 @@ from .checks import (
 from .citation import SPACL_CITATION
 from .dist import Gather, TorchDistributedGather
 from .generator import AdversarialNegativeGenerator
-from .loss import infonce_unchecked
+from .loss import _statistics, infonce_from_logits
 from .positives import farthest_point_unchecked, ordered_select
-from .screening import SCREENING_WEIGHTS
+from .screening import SCREENING_WEIGHTS, screen_unchecked
+
+__all__ = ["SPACLCriterion", "content_hash"]
 
 CANDIDATE_VIEWS = ("auto", "all", "columns")
 POSITIVE_POOLS = ("labels", "views", "views+labels")
@@ -48,77 +66,46 @@ def _pick(views: Tensor, index: Tensor) -> Tensor:
     return torch.bmm(one_hot, views)
 
 
-def content_hash(rows: Tensor) -> Tensor:
-    """An int64 id per row, equal for bit-identical rows (a random linear hash of the float bits).
-
-    Distinct rows collide with probability about 2**-64 per pair; identical rows always share the id.
-    """
-    bits = rows.detach().contiguous()
-    bits = bits.view(torch.int64 if bits.dtype == torch.float64 else torch.int32).to(torch.int64)
-    weights = (
-        torch.randint(-(2**62), 2**62, (rows.shape[1],), generator=torch.Generator().manual_seed(rows.shape[1])).to(
-            rows.device
-        )
-        | 1
-    )  # odd multipliers; int64 overflow wraps, which is what a hash wants
-    return (bits * weights).sum(dim=1)
-
-
-@dataclass
-class _Bank:
-    """Every view of every sample of every process, flattened sample-major, with who owns each row."""
-
-    views: Tensor  # [B, V, D] this process's unit views
-    rows: Tensor  # [B] global row of each local sample
-    flat: Tensor  # [W*B*V, D]
-    valid: Tensor  # [W*B*V]
-    owner: Tensor  # [W*B*V] global sample of each row
-    column: Tensor  # [W*B*V] view index of each row
-    same_label: Tensor | None  # [B, W*B*V]: the row's sample shares this sample's label
-
-
 @dataclass
 class _Positives:
-    embeddings: Tensor  # [B, P, D]
-    valid: Tensor  # [B, P]
-    flat: Tensor  # [B, P] rows of the bank
+    rows: Tensor  # [B, P] rows of the bank
+    valid: Tensor | None  # [B, P]; None when every slot is real (known from shapes)
     stats: dict[str, Tensor]  # activity statistics, only when asked for
 
 
-def build_bank(views: Tensor, view_mask: Tensor, labels: Tensor | None, gathered: Callable, offset: int) -> _Bank:
-    """The candidate bank, gathered (with gradients) from every process."""
-    batch, num_views, dim = views.shape
-    device = views.device
-    all_views = gathered(views)
-    total = all_views.shape[0]
-    owner = torch.arange(total, device=device).repeat_interleave(num_views)
-    same_label = None
-    if labels is not None:
-        all_labels = gathered(labels.to(torch.long))
-        same_label = labels.to(torch.long)[:, None] == all_labels[owner][None, :]
-    return _Bank(
-        views=views,
-        rows=torch.arange(batch, device=device) + offset,
-        flat=all_views.reshape(total * num_views, dim),
-        valid=gathered(view_mask).reshape(-1),
-        owner=owner,
-        column=torch.arange(num_views, device=device).repeat(total),
-        same_label=same_label,
-    )
-
-
-def select_anchor_views(views: Tensor, view_mask: Tensor, dynamic: bool) -> Tensor:
-    """3.1: each sample's anchor view, the hardest one (``dynamic``) or the first valid one. ``[B]``."""
+def select_anchor_views(views: Tensor, view_mask: Tensor | None, dynamic: bool) -> Tensor | int:
+    """3.1: each sample's anchor view ``[B]``, the hardest one (``dynamic``) or the first valid one; the plain
+    ``int`` 0 when that is known from the shapes (no dynamic anchor, no missing view)."""
     if dynamic:
-        return hardest_view_unchecked(views, view_mask)
+        valid = view_mask if view_mask is not None else torch.ones(views.shape[:2], dtype=torch.bool,
+                                                                   device=views.device)  # fmt: skip
+        return hardest_view_unchecked(views, valid)
+    if view_mask is None:
+        return 0
     return view_mask.to(torch.uint8).argmax(dim=1)
 
 
+def anchor_embeddings(views: Tensor, anchor_view: Tensor | int) -> Tensor:
+    """The anchors ``[B, D]``; a one-hot bmm picks per-sample views (its backward is a bmm, far cheaper than the
+    index_put of advanced indexing)."""
+    if isinstance(anchor_view, int):
+        return views[:, anchor_view]
+    return _pick(views, anchor_view[:, None])[:, 0]
+
+
+def _other_views(anchor_view: Tensor | int, num_views: int, device: torch.device) -> Tensor:
+    """The views of each sample other than its anchor, in order: ``[V-1]`` or ``[B, V-1]``."""
+    slots = torch.arange(num_views - 1, device=device)
+    if isinstance(anchor_view, int):
+        return slots + (slots >= anchor_view)
+    return slots[None, :] + (slots[None, :] >= anchor_view[:, None])
+
+
 def select_positives(
-    bank: _Bank,
+    bank: Bank,
     anchors: Tensor,
-    anchor_view: Tensor,
-    view_mask: Tensor,
+    anchor_view: Tensor | int,
+    view_mask: Tensor | None,
     pool: str,
     k: int,
     farthest: bool,
@@ -128,21 +115,34 @@ def select_positives(
 
     ``pool``: ``"views"`` the sample's own views (the paper); ``"labels"`` own views and same-label samples'
     views alike; ``"views+labels"`` own views first, then same-label samples. Without labels every pool is the
-    sample's own views. ``with_stats`` adds ``positives_reordered`` (share of anchors whose farthest-point picks
-    differ from the ordered picks) and ``own_view_positives`` (share of picks that are the sample's own views).
+    sample's own views. When the pool is every other view of the sample and holds at most ``k`` (two views, or
+    three with ``k = 2``), every view is picked whatever the order: no selection runs. ``with_stats`` adds
+    ``positives_reordered`` (share of anchors whose farthest-point picks differ from the ordered picks) and
+    ``own_view_positives`` (share of picks that are the sample's own views).
     """
     batch, num_views, _ = bank.views.shape
     device = anchors.device
-    local = torch.arange(batch, device=device)
+    rows = bank.rows
     own_views_only = bank.same_label is None or pool == "views"
+    if own_views_only and view_mask is None and num_views - 1 <= k:
+        others = _other_views(anchor_view, num_views, device)
+        stats = {}
+        if with_stats:  # every own view is picked, by either rule
+            stats = {"positives_reordered": torch.zeros((), device=device),
+                     "own_view_positives": torch.ones((), device=device)}  # fmt: skip
+        return _Positives(rows[:, None] * num_views + others, None, stats)
+    local = torch.arange(batch, device=device)
     if own_views_only:
-        candidates, candidate = bank.views, view_mask.clone()
+        candidates = bank.views
+        candidate = view_mask.clone() if view_mask is not None else torch.ones(batch, num_views, dtype=torch.bool,
+                                                                               device=device)  # fmt: skip
         candidate[local, anchor_view] = False
         own = priority = preferred = None
     else:
-        candidates, own = bank.flat, bank.owner[None, :] == bank.rows[:, None]
-        candidate = bank.same_label & bank.valid[None, :]
-        candidate[local, bank.rows * num_views + anchor_view] = False
+        candidates, own = bank.flat, ~bank.facts.other_sample
+        candidate = bank.same_label if bank.valid is None else bank.same_label & bank.valid[None, :]
+        candidate = candidate.clone()
+        candidate[local, rows * num_views + anchor_view] = False
         # ordered: own views first, then same-label samples in batch order
         priority = torch.arange(bank.flat.shape[0], device=device)[None, :] + bank.flat.shape[0] * ~own
         preferred = own if pool == "views+labels" else None
@@ -151,17 +151,14 @@ def select_positives(
         return ordered_select(candidate, k, priority)
 
     index, valid = farthest_point_unchecked(anchors, candidates, k, candidate, preferred) if farthest else ordered()
-    if own_views_only:
-        embeddings, flat = _pick(bank.views, index), bank.rows[:, None] * num_views + index
-    else:
-        embeddings, flat = bank.flat[index], index
+    flat = rows[:, None] * num_views + index if own_views_only else index
     stats: dict[str, Tensor] = {}
     if with_stats:
         reordered = _changed(index, valid, *ordered()) if farthest else torch.zeros((), device=device)
         stats["positives_reordered"] = reordered
         own_picked = valid if own is None else own.gather(1, index) & valid
         stats["own_view_positives"] = own_picked.sum() / valid.sum().clamp(min=1)
-    return _Positives(embeddings, valid, flat, stats)
+    return _Positives(flat, valid, stats)
 
 
 @torch.no_grad()
@@ -172,115 +169,42 @@ def _changed(index: Tensor, valid: Tensor, other_index: Tensor, other_valid: Ten
     return (a != b).any(dim=1).float().mean()
 
 
-def _candidate_view_rows(bank: _Bank, candidate_views: str, candidate_view_mask: Tensor | None) -> Tensor:
-    """``[W*B*V]``: which bank rows may be negatives by their view index."""
-    if candidate_view_mask is not None:
-        return candidate_view_mask[bank.column]
-    if candidate_views == "columns":
-        return bank.column != 0
-    return torch.ones_like(bank.valid)
-
-
-def candidate_negatives(
-    bank: _Bank,
-    candidate_views: str,
-    candidate_view_mask: Tensor | None,
-    negatives: Tensor | None,
-    negative_mask: Tensor | None,
-    extra_negatives: Tensor | None,
-    gathered: Callable,
-) -> tuple[Tensor, Tensor]:
-    """3.4 (candidates): other samples' views (minus same-label samples), negative columns, extra negatives.
-
-    Returns the shared candidate rows ``[C, D]`` and which of them are candidates of which anchor ``[B, C]``.
-    """
-    batch, _, dim = bank.views.shape
-    device = bank.views.device
-    negative_of = (bank.valid & _candidate_view_rows(bank, candidate_views, candidate_view_mask))[None, :]
-    negative_of = negative_of & (bank.owner[None, :] != bank.rows[:, None])
-    if bank.same_label is not None:
-        negative_of &= ~bank.same_label
-    shared, shared_mask = [bank.flat], [negative_of]
-    if negatives is not None:
-        all_negatives = gathered(F.normalize(negatives.to(bank.views.dtype), dim=-1))
-        shared.append(all_negatives.reshape(-1, dim))
-        column_valid = torch.ones(all_negatives.shape[:2], dtype=torch.bool, device=device)
-        if negative_mask is not None:
-            column_valid = gathered(negative_mask)
-        shared_mask.append(column_valid.reshape(1, -1).expand(batch, -1))
-    if extra_negatives is not None:
-        shared.append(F.normalize(extra_negatives.to(bank.views.dtype), dim=-1))
-        shared_mask.append(torch.ones(batch, extra_negatives.shape[0], dtype=torch.bool, device=device))
-    # no copy of the bank when there is nothing to append (the common case)
-    if len(shared) == 1:
-        return shared[0], shared_mask[0]
-    return torch.cat(shared), torch.cat(shared_mask, dim=1)
-
-
-def mask_duplicate_negatives(
-    candidates: Tensor, bank_ids: Tensor, anchor_flat: Tensor, positives: _Positives, by_content: bool
-) -> tuple[Tensor, Tensor | None]:
-    """3.4 (duplicates): a candidate with the id of the anchor or one of its positives is no negative.
-
-    With ``by_content`` (no ids given: identical embeddings are taken for identical inputs) an anchor whose every
-    candidate would go keeps them: every embedding equal to the anchor's is a collapse, not a duplicate input,
-    and the loss must say so instead of reading 0. Returns the mask and a ``[B]`` flag of those anchors (``None``
-    when nothing can be restored: ids given, or a duplicate-free bank).
-    """
-    if not bool(bank_ids.unique().numel() < bank_ids.numel()):  # nothing to mask in a duplicate-free bank
-        return candidates, None
-    keys = torch.cat([anchor_flat[:, None], positives.flat], dim=1)
-    key_valid = torch.cat([torch.ones_like(positives.valid[:, :1]), positives.valid], dim=1)
-    key_ids = bank_ids[keys]
-    key_ids = torch.where(key_valid, key_ids, key_ids[:, :1])  # a missing positive repeats the anchor
-    masked = candidates.clone()
-    for j in range(keys.shape[1]):  # 1 + num_positives columns, each vectorised over the batch
-        masked &= bank_ids[None, :] != key_ids[:, j : j + 1]
-    if not by_content:
-        return masked, None
-    restored = candidates.any(dim=1) & ~masked.any(dim=1)
-    return torch.where(restored[:, None], candidates, masked), restored
-
-
 def generated_negatives(
     generator: AdversarialNegativeGenerator,
     anchors: Tensor,
     positives: _Positives,
+    bank: Bank,
     gathered: Callable,
     offset: int,
     world_size: int,
     update: bool,
-) -> tuple[Tensor | None, Tensor | None, dict[str, Tensor]]:
-    """3.3: generated hard negatives of each anchor (detached) and the generator's update.
+    with_stats: bool,
+) -> tuple[Tensor | None, dict[str, Tensor]]:
+    """3.3: generated hard negatives of each anchor (detached, ``[B, G, D]``) and the generator's update.
 
     The generator is conditioned on the anchor and learns from (anchor, selected hard positive) pairs of the
     whole gathered batch, with a shared seed; after the update every process takes rank 0's weights and Adam
-    moments (one all-gather), so the generator stays identical on every process bit for bit. A generated point
-    more similar to its anchor than the anchor's least similar selected positive is dropped (false-negative guard).
-    Returns ``(generated [B, G, D], kept [B, G], statistics)``; ``(None, None, ...)`` during warm-up.
+    moments (one all-gather), so the generator stays identical on every process bit for bit. The false-negative
+    guard is applied with the logits (:meth:`SPACLCriterion._anchor_loss`). ``None`` during warm-up.
     """
     batch = anchors.shape[0]
     source = gathered(anchors.detach())
-    fake = generator.generate(source)[offset : offset + batch]
-    generated = kept = None
+    generated = generator.generate_unchecked(source)[offset : offset + batch]
     stats: dict[str, Tensor] = {}
-    if fake.shape[1] > 0:
-        fake_cos = torch.einsum("bd,bgd->bg", anchors.detach(), fake)
-        pos_cos = torch.einsum("bd,bpd->bp", anchors.detach(), positives.embeddings.detach())
-        weakest_positive = pos_cos.masked_fill(~positives.valid, float("inf")).min(dim=1).values
-        generated, kept = fake, fake_cos <= weakest_positive[:, None]
-        stats["generated_anchor_cosine"] = fake_cos.median()
-        stats["generated_guard_kept_fraction"] = kept.float().mean()
     if update:
-        real = gathered(positives.embeddings.detach())
-        real_valid = gathered(positives.valid)
-        if bool(real_valid.any()):
-            pair_source = source[:, None].expand_as(real)
-            for name, value in generator.update(real[real_valid], pair_source[real_valid]).items():
-                stats[name] = torch.tensor(value)
+        real = gathered(bank.flat.detach()[positives.rows])  # [W*B, P, D]
+        pair_source = source[:, None].expand_as(real)
+        weight = None if positives.valid is None else gathered(positives.valid).reshape(-1)
+        # a batch without any real pair has nothing to learn from; the check reads the device, and is needed only
+        # where validity varies (labels, missing views): the default pools are full by construction
+        if weight is None or bool(weight.any()):
+            dim = real.shape[-1]
+            stats = generator.update_unchecked(
+                real.reshape(-1, dim), pair_source.reshape(-1, dim), weight, with_stats=with_stats
+            )
             if world_size > 1:
                 generator.copy_state_from_first_rank(gathered)
-    return generated, kept, stats
+    return (generated if generated.shape[1] > 0 else None), stats
 
 
 class SPACLCriterion(nn.Module):
@@ -415,6 +339,9 @@ class SPACLCriterion(nn.Module):
         self.gather_across_devices = check_bool("gather_across_devices", gather_across_devices)
         self.anchor_mode = check_choice("anchor_mode", anchor_mode, ANCHOR_MODES)
         self._warned: set[str] = set()
+        self._diagnosed = False  # finiteness checks and warnings ran once (they read the device)
+        self._facts_cache: dict[tuple, ShapeFacts] = {}  # shape-only tensors, per batch shape
+        self._mask_cache: dict[tuple, Tensor] = {}
 
     def generator_for(self, embedding_dim: int) -> AdversarialNegativeGenerator | None:
         """The adversarial generator of embeddings of ``embedding_dim`` features.
@@ -477,22 +404,29 @@ class SPACLCriterion(nn.Module):
         negative_ids: Tensor | None = None,
         extra_negatives: Tensor | None = None,
         dynamic_anchor: bool | None = None,
-        candidate_view_mask: Tensor | None = None,
+        candidate_view_mask: Tensor | Sequence[bool] | None = None,
         gather: Gather | None = None,
         return_stats: bool = False,
     ) -> Tensor | tuple[Tensor, dict[str, Tensor]]:
         """Compute the SPACL loss of a batch (see the class docstring for shapes).
 
+        Shapes, dtypes and settings are checked on every call (no device read). Finiteness of the embeddings needs
+        one, so it is checked on the first call and on every call with ``return_stats`` (a trainer's logging steps);
+        the warnings about anchors without positives or negatives likewise. In between, a NaN embedding shows as a
+        NaN loss.
+
         Args:
             candidate_view_mask: ``[V]`` bool, which views of other samples are candidate negatives for this
-                call, overriding ``candidate_views`` (e.g. exclude an anchor column encoded several times).
+                call, overriding ``candidate_views`` (e.g. exclude an anchor column encoded several times). A tuple
+                of Python bools is the cheap form: its mask is built once per batch shape.
             dynamic_anchor: override the configured anchor choice for this call (e.g. keep the query side
                 as anchor for asymmetric data).
             gather: process group to gather candidates over; defaults to ``torch.distributed`` when
                 ``gather_across_devices`` is set, else none.
             return_stats: also return a dict of detached statistics.
         """
-        check_tensor("views", views, ndim=3, floating=True, finite=True)
+        diagnose = return_stats or not self._diagnosed
+        check_tensor("views", views, ndim=3, floating=True, finite=diagnose)
         batch, num_views, dim = views.shape
         if batch == 0 or num_views == 0:
             raise ValueError(f"`views` must hold at least one sample and one view, got shape {tuple(views.shape)}.")
@@ -507,7 +441,7 @@ class SPACLCriterion(nn.Module):
                 f"positive_pool={self.positive_pool!r}."
             )
         if negatives is not None:
-            check_tensor("negatives", negatives, ndim=3, floating=True, finite=True)
+            check_tensor("negatives", negatives, ndim=3, floating=True, finite=diagnose)
             if negatives.shape[0] != batch or negatives.shape[2] != dim:
                 raise ValueError(f"`negatives` must be [B={batch}, N, D={dim}], got {tuple(negatives.shape)}.")
             check_mask("negative_mask", negative_mask, tuple(negatives.shape[:2]), "[B, N]")
@@ -515,9 +449,9 @@ class SPACLCriterion(nn.Module):
         elif negative_mask is not None or negative_ids is not None:
             raise ValueError("`negative_mask` / `negative_ids` were given without `negatives`.")
         check_ids("view_ids", view_ids, (batch, num_views), "[B, V]")
-        check_mask("candidate_view_mask", candidate_view_mask, (num_views,), "[V]")
+        candidate_columns, candidate_view_mask = self._candidate_columns(candidate_view_mask, num_views)
         if extra_negatives is not None:
-            check_tensor("extra_negatives", extra_negatives, ndim=2, floating=True, finite=True)
+            check_tensor("extra_negatives", extra_negatives, ndim=2, floating=True, finite=diagnose)
             if extra_negatives.shape[1] != dim:
                 raise ValueError(f"`extra_negatives` must be [M, {dim}], got {tuple(extra_negatives.shape)}.")
         if gather is None and self.gather_across_devices:
@@ -527,10 +461,48 @@ class SPACLCriterion(nn.Module):
         )
 
         with torch.autocast(device_type=views.device.type, enabled=False):
-            return self._compute(
-                views, view_mask, labels, negatives, negative_mask, view_ids, negative_ids,
-                extra_negatives, use_dynamic_anchor, candidate_view_mask, gather, return_stats,
+            loss, stats = self._compute(
+                views, view_mask, labels, negatives, negative_mask, view_ids, negative_ids, extra_negatives,
+                use_dynamic_anchor, candidate_columns, candidate_view_mask, gather, return_stats, diagnose,
             )  # fmt: skip
+        self._diagnosed = True
+        return (loss, stats) if return_stats else loss
+
+    def _candidate_columns(
+        self, candidate_view_mask: Tensor | Sequence[bool] | None, num_views: int
+    ) -> tuple[tuple[bool, ...], Tensor | None]:
+        """Which view indices of other samples are negatives: a shape-only tuple (cached masks) and, for a mask
+        given as a tensor, that tensor (applied per call)."""
+        if isinstance(candidate_view_mask, Tensor):
+            check_mask("candidate_view_mask", candidate_view_mask, (num_views,), "[V]")
+            return (True,) * num_views, candidate_view_mask
+        if candidate_view_mask is not None:
+            columns = tuple(candidate_view_mask)
+            if len(columns) != num_views or not all(isinstance(c, bool) for c in columns):
+                raise ValueError(
+                    f"`candidate_view_mask` must be a bool tensor or a sequence of {num_views} bools ([V]), got "
+                    f"{candidate_view_mask!r}."
+                )
+            return columns, None
+        if self.candidate_views == "columns":
+            return tuple(v != 0 for v in range(num_views)), None
+        return (True,) * num_views, None
+
+    def _shape_facts(self, batch: int, num_views: int, world: int, offset: int, device: torch.device) -> ShapeFacts:
+        key = (batch, num_views, world, offset, str(device))
+        facts = self._facts_cache.get(key)
+        if facts is None:
+            if len(self._facts_cache) >= 16:  # ragged last batches and evaluation sizes: keep it bounded
+                self._facts_cache.clear()
+                self._mask_cache.clear()
+            facts = self._facts_cache[key] = ShapeFacts.build(batch, num_views, world, offset, device)
+        return facts
+
+    def _static_mask(self, facts: ShapeFacts, key: tuple, columns: tuple[bool, ...]) -> Tensor:
+        mask = self._mask_cache.get((key, columns))
+        if mask is None:
+            mask = self._mask_cache[(key, columns)] = static_candidate_mask(facts, columns)
+        return mask
 
     def _compute(
         self,
@@ -543,10 +515,12 @@ class SPACLCriterion(nn.Module):
         negative_ids: Tensor | None,
         extra_negatives: Tensor | None,
         use_dynamic_anchor: bool,
+        candidate_columns: tuple[bool, ...],
         candidate_view_mask: Tensor | None,
         gather: Gather | None,
         return_stats: bool,
-    ) -> Tensor | tuple[Tensor, dict[str, Tensor]]:
+        diagnose: bool,
+    ) -> tuple[Tensor, dict[str, Tensor]]:
         batch, num_views, _ = views.shape
         device = views.device
         world = 1 if gather is None else gather.world_size
@@ -560,111 +534,150 @@ class SPACLCriterion(nn.Module):
             return gather(tensor)
 
         views = F.normalize(at_least_float32(views), dim=-1)
-        if view_mask is None:
-            view_mask = torch.ones(batch, num_views, dtype=torch.bool, device=device)
-        bank = build_bank(views, view_mask, labels, gathered, offset)
+        facts = self._shape_facts(batch, num_views, world, offset, device)
+        bank = build_bank(views, view_mask, labels, gathered, facts)
 
         # 3.4 candidate negatives: every anchor of a sample shares them (the duplicates of its anchor and positives
         # are masked per anchor below)
+        base_mask = self._static_mask(facts, (batch, num_views, world, offset, str(device)), candidate_columns)
         shared_bank, shared_mask = candidate_negatives(
-            bank, self.candidate_views, candidate_view_mask, negatives, negative_mask, extra_negatives, gathered
+            bank, base_mask, candidate_view_mask, negatives, negative_mask, extra_negatives, gathered
         )
-        bank_ids = None
+        ids = None
         if self.mask_duplicates:
-            bank_ids = self._bank_ids(shared_bank, view_ids, negative_ids, negatives, extra_negatives, gathered)
+            ids = bank_ids(shared_bank, view_ids, negative_ids, negatives, extra_negatives, gathered)
 
         # 3.1 anchors and 3.2 hard positives: one anchor per sample (the paper) or every view in turn (ours)
         selections = []
         for anchor_view in self._anchor_choices(views, view_mask, use_dynamic_anchor):
-            # selection carries no gradient; the chosen embeddings do (a one-hot bmm picks them, whose backward is a
-            # bmm, far cheaper than the index_put of advanced indexing)
-            anchors = _pick(views, anchor_view[:, None])[:, 0]
+            anchors = anchor_embeddings(views, anchor_view)
             positives = select_positives(
                 bank, anchors, anchor_view, view_mask, self.positive_pool, self.num_positives, self.farthest_point,
                 with_stats=return_stats,
             )  # fmt: skip
-            # a missing view anchors nothing
-            positives.valid = positives.valid & view_mask.gather(1, anchor_view[:, None])
+            if view_mask is not None:  # a missing view anchors nothing
+                if isinstance(anchor_view, int):
+                    anchor_valid = view_mask[:, anchor_view : anchor_view + 1]
+                else:
+                    anchor_valid = view_mask.gather(1, anchor_view[:, None])
+                valid = positives.valid if positives.valid is not None else torch.ones_like(positives.rows, dtype=bool)
+                positives.valid = valid & anchor_valid
             selections.append((anchor_view, anchors, positives))
         # the mean over every anchor with a positive, of this process or, gathered, of all (W x B == 1 x W*B)
-        has_positive = torch.stack([p.valid.any(dim=1) for _, _, p in selections])
-        normalizer = has_positive.sum().clamp(min=1)
-        if world > 1:
-            normalizer = gathered(has_positive.reshape(-1)).sum().clamp(min=1) / world
+        if all(p.valid is None for _, _, p in selections):
+            normalizer: Tensor | float = float(batch * len(selections))  # every anchor has one: known from shapes
+        else:
+            has_positive = torch.stack(
+                [p.valid.any(dim=1) if p.valid is not None else torch.ones(batch, dtype=torch.bool, device=device)
+                 for _, _, p in selections]
+            )  # fmt: skip
+            normalizer = has_positive.sum().clamp(min=1)
+            if world > 1:
+                normalizer = gathered(has_positive.reshape(-1)).sum().clamp(min=1) / world
 
-        loss, per_anchor_stats = 0.0, []
+        loss, per_anchor_stats = None, []
         for index, (anchor_view, anchors, positives) in enumerate(selections):
             part, stats = self._anchor_loss(
-                anchors, anchor_view, positives, bank, shared_bank, shared_mask, bank_ids, view_ids is None,
+                anchors, anchor_view, positives, bank, shared_bank, shared_mask, ids, view_ids is None,
                 normalizer, gathered, offset, world, update_generator=index == 0, return_stats=return_stats,
+                diagnose=diagnose,
             )  # fmt: skip
-            loss = loss + part
+            loss = part if loss is None else loss + part
             per_anchor_stats.append(stats)
         if not return_stats:
-            return loss
+            return loss, {}
         if len(per_anchor_stats) == 1:
             return loss, per_anchor_stats[0]
         stats = {k: torch.stack([s[k] for s in per_anchor_stats if k in s]).float().mean() for k in per_anchor_stats[0]}
         stats["anchor_not_first_view"] = torch.zeros((), device=views.device)  # every view anchors: no choice made
         return loss, stats
 
-    def _anchor_choices(self, views: Tensor, view_mask: Tensor, use_dynamic_anchor: bool) -> list[Tensor]:
-        """3.1: the anchor view of each sample ``[B]``, once (dynamic or view 0) or every view in turn."""
+    def _anchor_choices(self, views: Tensor, view_mask: Tensor | None, use_dynamic_anchor: bool) -> list:
+        """3.1: the anchor view of each sample (``[B]``, or an ``int`` for all), once (dynamic or view 0) or every
+        view in turn."""
         if self.anchor_mode == "every_view":
-            batch, num_views, _ = views.shape
-            return [torch.full((batch,), v, dtype=torch.long, device=views.device) for v in range(num_views)]
+            return list(range(views.shape[1]))
         return [select_anchor_views(views, view_mask, use_dynamic_anchor)]
 
     def _anchor_loss(
         self,
         anchors: Tensor,
-        anchor_view: Tensor,
+        anchor_view: Tensor | int,
         positives: _Positives,
-        bank: _Bank,
+        bank: Bank,
         shared_bank: Tensor,
         shared_mask: Tensor,
-        bank_ids: Tensor | None,
+        ids: Tensor | None,
         by_content: bool,
-        normalizer: Tensor,
+        normalizer: Tensor | float,
         gathered: Callable,
         offset: int,
         world_size: int,
         update_generator: bool,
         return_stats: bool,
+        diagnose: bool,
     ) -> tuple[Tensor, dict[str, Tensor]]:
         """3.4 duplicates, 3.3 generated negatives, 3.4 screening and section 4 for one anchor per sample; the
         summed per-anchor losses are divided by ``normalizer`` (every anchor of the batch)."""
         num_views = bank.views.shape[1]
         collapsed: Tensor | None = None
-        if bank_ids is not None:
-            anchor_flat = bank.rows * num_views + anchor_view
-            shared_mask, collapsed = mask_duplicate_negatives(
-                shared_mask, bank_ids, anchor_flat, positives, by_content=by_content
-            )
+        if ids is not None:
+            anchor_row = (bank.rows * num_views + anchor_view)[:, None]
+            key_rows = torch.cat([anchor_row, positives.rows], dim=1)
+            key_valid = None
+            if positives.valid is not None:
+                key_valid = torch.cat([torch.ones_like(positives.valid[:, :1]), positives.valid], dim=1)
+            shared_mask, collapsed = mask_duplicate_negatives(shared_mask, ids, key_rows, key_valid, by_content)
+
+        # one similarity matmul: the positives are rows of the bank, so their logits are entries of it
+        scaled = anchors / self.temperature  # fold the temperature into the [B, D] side, not the [B, C] logits
+        logits = scaled @ shared_bank.T
+        positive_logits = logits.gather(1, positives.rows)
+
         # 3.3 generated hard negatives (decided on detached inputs; identical on every process)
-        generated = generated_mask = None
+        negative_logits, candidate = logits, shared_mask
         generator_stats: dict[str, Tensor] = {}
         generator = self.generator_for(anchors.shape[-1])
+        num_generated = 0
         if generator is not None:
             update = update_generator and self.training and torch.is_grad_enabled()
-            generated, generated_mask, generator_stats = generated_negatives(
-                generator, anchors, positives, gathered, offset, world_size, update
+            generated, generator_stats = generated_negatives(
+                generator, anchors, positives, bank, gathered, offset, world_size, update, return_stats
             )
-        self._warn_if_starved(shared_mask, generated_mask, positives.valid, collapsed)
+            if generated is not None:
+                num_generated = generated.shape[1]
+                generated_logits = torch.einsum("bd,bgd->bg", scaled, generated)
+                guard = self._false_negative_guard(generated_logits, positive_logits.detach(), positives.valid)
+                negative_logits = torch.cat([logits, generated_logits], dim=1)
+                candidate = torch.cat([shared_mask, guard], dim=1)
+                if return_stats:
+                    generator_stats["generated_anchor_cosine"] = (generated_logits.detach() * self.temperature).median()
+                    generator_stats["generated_guard_kept_fraction"] = guard.float().mean()
+        if diagnose:
+            self._warn_if_starved(shared_mask, candidate[:, shared_mask.shape[1] :], positives.valid, collapsed)
 
         # 3.4 screening + section 4: the multi-positive InfoNCE over what is kept
-        loss, stats = infonce_unchecked(
-            anchors, positives.embeddings, positives.valid, shared_bank, shared_mask, generated, generated_mask,
-            self.temperature, self.screening_mass, self.min_negatives, self.screening, normalizer,
-            with_stats=return_stats, screening_weight=self.screening_weight,
-        )  # fmt: skip
+        if self.screening:
+            keep = screen_unchecked(negative_logits, self.screening_mass, self.min_negatives, candidate,
+                                    self.screening_weight)  # fmt: skip
+        else:
+            keep = candidate
+        has_positive = None if positives.valid is None else positives.valid.any(dim=1)
+        loss = infonce_from_logits(positive_logits, positives.valid, negative_logits, keep, has_positive, normalizer)
         if not return_stats:
             return loss, {}
-        stats["anchor_not_first_view"] = (anchor_view != 0).float().mean()
+        valid = positives.valid if positives.valid is not None else torch.ones_like(positives.rows, dtype=torch.bool)
+        stats = _statistics(
+            anchors.detach(), bank.flat.detach()[positives.rows], valid, negative_logits.detach(), self.temperature,
+            candidate, keep, valid.any(dim=1), num_generated,
+        )  # fmt: skip
+        stats["anchor_not_first_view"] = (
+            torch.zeros((), device=anchors.device) if isinstance(anchor_view, int) else (anchor_view != 0).float().mean()
+        )
         stats.update(positives.stats)
         stats["generated_negatives_per_anchor"] = (
-            generated_mask.float().sum(1).mean()
-            if generated_mask is not None
+            candidate[:, shared_mask.shape[1] :].float().sum(1).mean()
+            if num_generated
             else torch.zeros((), device=anchors.device)
         )
         if "anchor_negative_weight_fraction" in stats:
@@ -672,10 +685,21 @@ class SPACLCriterion(nn.Module):
         stats.update(generator_stats)
         return loss, stats
 
+    @staticmethod
+    def _false_negative_guard(generated_logits: Tensor, positive_logits: Tensor, positive_valid: Tensor | None) -> Tensor:
+        """3.3 guard: a generated point more similar to its anchor than the anchor's least similar selected positive
+        is dropped. ``[B, G]`` bool."""
+        if positive_valid is not None:
+            positive_logits = positive_logits.masked_fill(~positive_valid, float("inf"))
+        weakest_positive = positive_logits.min(dim=1, keepdim=True).values
+        return generated_logits.detach() <= weakest_positive
+
     def _warn_if_starved(
-        self, shared_mask: Tensor, generated_mask: Tensor | None, positive_valid: Tensor, collapsed: Tensor | None
+        self, shared_mask: Tensor, generated_mask: Tensor, positive_valid: Tensor | None, collapsed: Tensor | None
     ) -> None:
-        """Warn (once per reason) when anchors have no candidate negative, or only collapsed ones."""
+        """Warn (once per reason) when anchors have no positive, no candidate negative, or only collapsed ones.
+
+        Runs on the first call and on calls with statistics (it reads the device)."""
         if collapsed is not None and "collapsed" not in self._warned and bool(collapsed.any()):
             self._warned.add("collapsed")
             warnings.warn(
@@ -684,12 +708,20 @@ class SPACLCriterion(nn.Module):
                 "so the loss shows it. Pass content ids (view_ids) if these are real duplicate inputs.",
                 stacklevel=6,
             )
+        has_positive = None if positive_valid is None else positive_valid.any(dim=1)
+        if has_positive is not None and "no_positive" not in self._warned and not bool(has_positive.any()):
+            self._warned.add("no_positive")
+            warnings.warn(
+                f"SPACL: none of the {len(has_positive)} anchors in this batch has a positive, so the loss is 0 and "
+                "nothing is learned from it (statistic `anchors_with_positive`). Causes: labelled batches in which "
+                "every label occurs once (random batches of a many-class set) with one view per sample. Fix: "
+                "per-label batches (PerClassBatchSampler / spacl_samples_per_label), or several views per sample.",
+                stacklevel=6,
+            )
         if "starved" in self._warned:
             return
-        has_negative = shared_mask.any(dim=1)
-        if generated_mask is not None:
-            has_negative |= generated_mask.any(dim=1)
-        starved = positive_valid.any(dim=1) & ~has_negative
+        has_negative = shared_mask.any(dim=1) | generated_mask.any(dim=1)
+        starved = ~has_negative if has_positive is None else has_positive & ~has_negative
         if bool(starved.any()):
             self._warned.add("starved")
             warnings.warn(
@@ -700,30 +732,3 @@ class SPACLCriterion(nn.Module):
                 "single-column data, or negative columns.",
                 stacklevel=6,
             )
-
-    @staticmethod
-    def _bank_ids(
-        shared_bank: Tensor,
-        view_ids: Tensor | None,
-        negative_ids: Tensor | None,
-        negatives: Tensor | None,
-        extra_negatives: Tensor | None,
-        gathered,
-    ) -> Tensor:
-        """One id per bank row; equal ids mean the same content."""
-        if view_ids is None:
-            # no content ids given: rows with identical embeddings are the same content
-            return content_hash(shared_bank)
-        parts = [gathered(view_ids.to(torch.long)).reshape(-1)]
-        num_extra = 0 if extra_negatives is None else extra_negatives.shape[0]
-        num_negative_rows = shared_bank.shape[0] - parts[0].numel() - num_extra
-        # rows without a content id get ids below every user id, so they never equal another row
-        fresh = torch.iinfo(torch.long).min + torch.arange(num_negative_rows + num_extra, device=shared_bank.device)
-        if negatives is not None:
-            parts.append(
-                gathered(negative_ids.to(torch.long)).reshape(-1)
-                if negative_ids is not None
-                else fresh[:num_negative_rows]
-            )
-        parts.append(fresh[num_negative_rows:])
-        return torch.cat(parts)

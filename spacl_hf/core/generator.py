@@ -105,9 +105,16 @@ class AdversarialNegativeGenerator(nn.Module):
         with torch.no_grad():  # h starts small: G(src, .) starts next to src
             self.generator[-1].weight.mul_(self.init_scale)
             self.generator[-1].bias.mul_(self.init_scale)
-        self.generator_optimizer = torch.optim.Adam(self.generator.parameters(), lr=self.lr, betas=self.betas)
-        self.discriminator_optimizer = torch.optim.Adam(self.discriminator.parameters(), lr=self.lr, betas=self.betas)
-        self.noise = torch.Generator().manual_seed(self.seed)  # CPU noise: the same on every device
+        # fused Adam: one kernel per network and step instead of a dozen per parameter (CPU and CUDA support it)
+        self.generator_optimizer = torch.optim.Adam(
+            self.generator.parameters(), lr=self.lr, betas=self.betas, fused=True
+        )
+        self.discriminator_optimizer = torch.optim.Adam(
+            self.discriminator.parameters(), lr=self.lr, betas=self.betas, fused=True
+        )
+        self.noise = torch.Generator().manual_seed(self.seed)  # CPU noise; see _noise_on for other devices
+        self._device_noise: dict[str, torch.Generator] = {}
+        self._pending_noise_states: dict[str, Tensor] = {}
         self.steps = 0
 
     def get_config_dict(self) -> dict[str, Any]:
@@ -153,27 +160,57 @@ class AdversarialNegativeGenerator(nn.Module):
     def _param_device(self) -> torch.device:
         return next(self.parameters()).device
 
+    def _noise_on(self, device: torch.device) -> torch.Generator:
+        """The noise generator of ``device``: :attr:`noise` on CPU; on an accelerator one of its own, seeded from
+        ``seed``, so that noise is drawn where it is used (a CPU draw copied over would stall the host each step).
+        Every process draws the same noise on the same kind of device; its state is saved with the rest."""
+        if device.type == "cpu":
+            return self.noise
+        key = str(device)
+        if key not in self._device_noise:
+            noise = torch.Generator(device=device).manual_seed(self.seed)
+            if key in self._pending_noise_states:
+                noise.set_state(self._pending_noise_states.pop(key))
+            self._device_noise[key] = noise
+        return self._device_noise[key]
+
     def _fake(self, src: Tensor, per_source: int) -> Tensor:
         """``per_source`` generated unit vectors per source row, ``[B * per_source, D]`` (row-major)."""
-        src = F.normalize(src.detach().float(), dim=-1).to(self._param_device()).repeat_interleave(per_source, dim=0)
-        noise = torch.randn(src.shape[0], self.noise_dim, generator=self.noise).to(src.device)
+        src = F.normalize(src.detach().float(), dim=-1).to(self._param_device())
+        if per_source > 1:
+            src = src.repeat_interleave(per_source, dim=0)
+        noise = torch.randn(src.shape[0], self.noise_dim, generator=self._noise_on(src.device), device=src.device)
         return F.normalize(src + self.generator(torch.cat([src, noise], dim=1)), dim=-1)
 
     def _score(self, src: Tensor, candidate: Tensor) -> Tensor:
         """``D``'s logit that ``candidate`` is a hard positive of ``src`` (row by row)."""
         return self.discriminator(torch.cat([src, candidate, src * candidate], dim=1))
 
-    def _subsample(self, *rows: Tensor) -> tuple[Tensor, ...]:
-        """The same random subset of at most ``update_rows`` rows of each aligned tensor."""
+    def _subsample(self, weight: Tensor | None, *rows: Tensor) -> tuple[Tensor | None, tuple[Tensor, ...]]:
+        """The same random subset of at most ``update_rows`` rows of each aligned tensor, and their weights.
+
+        Rows of weight 0 (no real pair) are drawn last; the subset's size depends on shapes only, so drawing it
+        reads nothing back from the device.
+        """
         if rows[0].shape[0] <= self.update_rows:
-            return rows
-        chosen = torch.randperm(rows[0].shape[0], generator=self.noise)[: self.update_rows].to(rows[0].device)
-        return tuple(r[chosen] for r in rows)
+            return weight, rows
+        device = rows[0].device
+        keys = torch.rand(rows[0].shape[0], generator=self._noise_on(device), device=device)
+        if weight is not None:
+            keys = keys + (weight <= 0)  # weightless rows after every real one
+        chosen = keys.topk(self.update_rows, largest=False, sorted=False).indices
+        return (None if weight is None else weight[chosen]), tuple(r[chosen] for r in rows)
 
     @torch.no_grad()
     def generate(self, src: Tensor) -> Tensor:
         """Generated negatives for each source embedding, detached; none during warm-up."""
         self._check_src("src", src)
+        return self.generate_unchecked(src)
+
+    @torch.compiler.disable  # its noise generator is an object a graph cannot hold: it runs eagerly, between graphs
+    @torch.no_grad()
+    def generate_unchecked(self, src: Tensor) -> Tensor:
+        """:meth:`generate` without the argument checks (the criterion's hot path: no host read)."""
         if not self.active:
             return src.new_zeros(src.shape[0], 0, src.shape[1])
         with torch.autocast(device_type=src.device.type, enabled=False):
@@ -214,24 +251,43 @@ class AdversarialNegativeGenerator(nn.Module):
                 f"`real` and `src` must be aligned pairs (row m of `real` a positive of row m of `src`), got "
                 f"{tuple(real.shape)} and {tuple(src.shape)}."
             )
+        return {name: float(value) for name, value in self.update_unchecked(real, src, with_stats=True).items()}
+
+    @torch.compiler.disable  # its own backward and Adam steps: eager, between the loss's compiled graphs
+    def update_unchecked(
+        self, real: Tensor, src: Tensor, weight: Tensor | None = None, with_stats: bool = False
+    ) -> dict[str, Tensor]:
+        """:meth:`update` without argument checks and without host reads (the criterion's hot path).
+
+        ``weight`` (``[M]``, 0 or 1) marks the rows that are real pairs; the losses are means over them, so a batch
+        whose validity varies keeps fixed shapes (no boolean indexing). The caller skips the update when no row
+        is real. Statistics (0-dim tensors) only with ``with_stats``.
+        """
         device = self._param_device()
-        real, src = self._subsample(real, src)
+        weight, (real, src) = self._subsample(weight, real, src)
         with torch.enable_grad(), torch.autocast(device_type=device.type, enabled=False):
             real = F.normalize(real.detach().float(), dim=-1).to(device)
             src = F.normalize(src.detach().float(), dim=-1).to(device)
+            if weight is not None:
+                weight = weight.to(device=device, dtype=real.dtype)[:, None]
+                total = weight.sum().clamp(min=1)
+
+            def bce(logits: Tensor, target: float) -> Tensor:
+                if weight is None:  # every row real: the plain mean
+                    return F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, target))
+                per_row = F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, target), reduction="none")
+                return (per_row * weight).sum() / total
+
             for _ in range(self.generator_steps):
                 fake = self._fake(src, 1)
                 real_score = self._score(src, real)
                 fake_score = self._score(src, fake.detach())
-                disc_loss = F.binary_cross_entropy_with_logits(
-                    real_score, torch.ones_like(real_score)
-                ) + F.binary_cross_entropy_with_logits(fake_score, torch.zeros_like(fake_score))
+                disc_loss = bce(real_score, 1.0) + bce(fake_score, 0.0)
                 self.discriminator_optimizer.zero_grad(set_to_none=True)
                 disc_loss.backward()
                 self.discriminator_optimizer.step()
 
-                fool_score = self._score(src, fake)
-                gen_loss = F.binary_cross_entropy_with_logits(fool_score, torch.ones_like(fool_score))
+                gen_loss = bce(self._score(src, fake), 1.0)
                 self.generator_optimizer.zero_grad(set_to_none=True)
                 gen_loss.backward()
                 self.generator_optimizer.step()
@@ -239,14 +295,22 @@ class AdversarialNegativeGenerator(nn.Module):
                 self.generator_optimizer.zero_grad(set_to_none=True)
                 self.discriminator_optimizer.zero_grad(set_to_none=True)
         self.steps += 1
-        return {
-            "generator_loss": float(gen_loss.detach()),
-            "discriminator_loss": float(disc_loss.detach()),
-            "discriminator_real_score": float(torch.sigmoid(real_score.detach()).mean()),
-            "discriminator_fake_score": float(torch.sigmoid(fake_score.detach()).mean()),
-            "generator_source_cosine": float((fake.detach() * src).sum(-1).mean()),
-            "positive_source_cosine": float((real * src).sum(-1).mean()),
-        }
+        if not with_stats:
+            return {}
+        with torch.no_grad():
+
+            def mean(values: Tensor) -> Tensor:
+                values = values.reshape(-1)
+                return values.mean() if weight is None else (values * weight[:, 0]).sum() / total
+
+            return {
+                "generator_loss": gen_loss.detach(),
+                "discriminator_loss": disc_loss.detach(),
+                "discriminator_real_score": mean(torch.sigmoid(real_score)),
+                "discriminator_fake_score": mean(torch.sigmoid(fake_score)),
+                "generator_source_cosine": mean((fake.detach() * src).sum(-1)),
+                "positive_source_cosine": mean((real * src).sum(-1)),
+            }
 
     def _synchronized_tensors(self) -> list[Tensor]:
         """Weights and Adam moments: what an update changes (the scalar step counts agree by construction)."""
@@ -288,6 +352,7 @@ class AdversarialNegativeGenerator(nn.Module):
             "generator_optimizer": self.generator_optimizer.state_dict(),
             "discriminator_optimizer": self.discriminator_optimizer.state_dict(),
             "noise": self.noise.get_state(),
+            "device_noise": {key: noise.get_state() for key, noise in self._device_noise.items()},
             "steps": self.steps,
         }
 
@@ -305,4 +370,7 @@ class AdversarialNegativeGenerator(nn.Module):
                 for group in optimizer.param_groups:
                     group["lr"] = self.lr
         self.noise.set_state(state["noise"])
+        # accelerator noise resumes when first drawn on that device (checkpoints before it had none: fresh seed)
+        self._device_noise.clear()
+        self._pending_noise_states = {key: value.cpu() for key, value in state.get("device_noise", {}).items()}
         self.steps = int(state["steps"])

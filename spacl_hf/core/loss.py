@@ -167,19 +167,9 @@ def infonce_unchecked(
         negatives = scaled.new_zeros(batch, 0)
         candidate = torch.zeros(batch, 0, dtype=torch.bool, device=anchors.device)
     keep = screen_unchecked(negatives, mass, min_negatives, candidate, screening_weight) if screening else candidate
-
-    # arithmetic masking (faster than masked_fill on CPU); masked logits get exactly zero softmax weight
-    pos_logits = torch.einsum("bd,bpd->bp", scaled, positives) + (~positive_mask) * _MASKED
-    pos_lse = torch.logsumexp(pos_logits, dim=1)
-    per_anchor = pos_lse * 0.0  # nothing to contrast: zero loss that still has a graph
-    if negatives.shape[1] > 0:
-        neg_lse = torch.logsumexp(negatives + (~keep) * _MASKED, dim=1)
-        per_anchor = torch.logaddexp(pos_lse, neg_lse) - pos_lse
-
+    pos_logits = torch.einsum("bd,bpd->bp", scaled, positives)
     has_positive = positive_mask.any(dim=1)
-    if normalizer is None:
-        normalizer = has_positive.sum().clamp(min=1)
-    loss = torch.where(has_positive, per_anchor, 0.0).sum() / normalizer
+    loss = infonce_from_logits(pos_logits, positive_mask, negatives, keep, has_positive, normalizer)
     if not with_stats:
         return loss, {}
     num_anchor_negatives = 0 if anchor_negatives is None else anchor_negatives.shape[1]
@@ -188,6 +178,39 @@ def infonce_unchecked(
         num_anchor_negatives,
     )  # fmt: skip
     return loss, stats
+
+
+def infonce_from_logits(
+    positive_logits: Tensor,
+    positive_mask: Tensor | None,
+    negative_logits: Tensor,
+    keep: Tensor,
+    has_positive: Tensor | None,
+    normalizer: float | Tensor | None,
+) -> Tensor:
+    """Section 4 on logits: the mean over anchors with a positive of
+    ``logsumexp(positives + kept negatives) - logsumexp(positives)``.
+
+    ``positive_mask`` / ``has_positive`` ``None`` mean every positive is real (known from shapes: fewer ops).
+
+    Shape:
+        - positive_logits: ``[B, P]``; positive_mask: ``[B, P]``; negative_logits, keep: ``[B, N]``;
+          has_positive: ``[B]``; output: scalar
+    """
+    # arithmetic masking (faster than masked_fill on CPU); masked logits get exactly zero softmax weight
+    if positive_mask is not None:
+        positive_logits = positive_logits + (~positive_mask) * _MASKED
+    pos_lse = torch.logsumexp(positive_logits, dim=1)
+    if negative_logits.shape[1] > 0:
+        neg_lse = torch.logsumexp(negative_logits + (~keep) * _MASKED, dim=1)
+        per_anchor = torch.logaddexp(pos_lse, neg_lse) - pos_lse
+    else:
+        per_anchor = pos_lse * 0.0  # nothing to contrast: zero loss that still has a graph
+    if has_positive is None:
+        return per_anchor.sum() / (len(per_anchor) if normalizer is None else normalizer)
+    if normalizer is None:
+        normalizer = has_positive.sum().clamp(min=1)
+    return torch.where(has_positive, per_anchor, 0.0).sum() / normalizer
 
 
 @torch.no_grad()
@@ -234,7 +257,8 @@ def _statistics(
     if real.shape[1] > 0:
         hardest = (negative_logits[:, : real.shape[1]] + (~real) * _MASKED).max(dim=1).values * temperature
         has_real = real.any(dim=1) & has_positive
-        stats["hardest_negative_cosine"] = hardest[has_real].median() if bool(has_real.any()) else hardest.new_zeros(())
+        # median over anchors with a real candidate, without boolean indexing: the others sort to the end as NaN
+        stats["hardest_negative_cosine"] = torch.where(has_real, hardest, torch.nan).nanmedian().nan_to_num(0.0)
     if num_anchor_negatives:  # share of the kept negatives' softmax weight held by the per-anchor negatives
         own = (weight * keep)[:, -num_anchor_negatives:].sum(dim=1)
         stats["anchor_negative_weight_fraction"] = mean(own / kept_weight.clamp(min=1e-30), with_candidates.float())

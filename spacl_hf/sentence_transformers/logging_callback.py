@@ -8,7 +8,7 @@ from typing import Any
 
 from transformers import Trainer, TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
-from spacl_hf.common.training_logs import insert_first, merge_into_log
+from spacl_hf.common.training_logs import insert_first, merge_into_log, will_log_step
 
 
 LABEL_COLUMNS = ("label", "labels", "score", "scores")  # the columns sentence-transformers reads as labels
@@ -77,10 +77,12 @@ def describe_wrapped_loss(model: Any, loss: Any) -> bool:
 
 
 class SPACLLoggingCallback(TrainerCallback):
-    """Adds the running means of a SPACL loss's statistics to every training log.
+    """Adds a SPACL loss's statistics to every training log.
 
-    Each time the trainer logs the training loss, the callback reads (and resets) the loss's accumulated
-    statistics (kept-negative fraction, positive spread, generator and discriminator losses, ...) and adds
+    Statistics cost ops and device reads, so the loss computes them only on the steps the trainer will log (the
+    callback tells it, :func:`~spacl_hf.common.training_logs.will_log_step`): a log shows the logged step's values,
+    not a mean over the interval (set ``loss.statistics_every_step = True`` for that). Each time the trainer logs
+    the training loss, the callback reads (and resets) the loss's recorded statistics (kept-negative fraction, positive spread, generator and discriminator losses, ...) and adds
     them, prefixed with ``spacl/``, to the log: to ``state.log_history`` and to the ``logs`` that the
     callbacks after this one receive. Use :meth:`attach` so that it runs before the reporting callbacks
     (TensorBoard, W&B, ...), which the trainer places ahead of user callbacks. When training starts it checks
@@ -121,6 +123,14 @@ class SPACLLoggingCallback(TrainerCallback):
         # "too many dimensions 'str'", which does not say what to do: say it before the first batch.
         check_label_columns(getattr(train_dataloader, "dataset", None))
         describe_wrapped_loss(kwargs.get("model"), self.loss)
+
+    def on_step_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any):
+        if hasattr(self.loss, "statistics_due"):
+            self.loss.statistics_due = will_log_step(args, state)
+
+    def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any):
+        if hasattr(self.loss, "statistics_due"):
+            self.loss.statistics_due = False
 
     def on_log(
         self,

@@ -226,6 +226,10 @@ class SPACLLoss(nn.Module):
             gather_across_devices=gather_across_devices,
         )
         self.statistics = RunningStatistics()
+        # Statistics cost ops and device reads: they are computed on the steps the trainer logs (set by
+        # SPACLLoggingCallback), or on every training step with `statistics_every_step` (the studies' activity).
+        self.statistics_due = False
+        self.statistics_every_step = False
         if hasattr(model, "model_card_data"):
             model.model_card_data.add_tags("spacl")
 
@@ -328,13 +332,18 @@ class SPACLLoss(nn.Module):
     def _directed_loss(
         self, columns: Tensor, layout: ColumnLayout, labels: Tensor | None, ids: Tensor | None
     ) -> Tensor:
+        record = self.training and torch.is_grad_enabled() and (self.statistics_due or self.statistics_every_step)
         loss, stats = spacl_from_columns(
-            self.criterion, columns, layout, labels, ids, dynamic_anchor=self.dynamic_anchor
+            self.criterion, columns, layout, labels, ids, dynamic_anchor=self.dynamic_anchor, return_stats=record
         )
-        if self.training and torch.is_grad_enabled():
+        if record:
             self.statistics.add(stats)
         return loss
 
     def pop_statistics(self) -> dict[str, float]:
-        """Means of the SPACL statistics over the training steps since the last call, then reset."""
+        """Means of the SPACL statistics recorded since the last call, then reset.
+
+        Recorded on the training steps that :class:`SPACLLoggingCallback` marks as logged (``statistics_due``), or
+        on every training step when ``statistics_every_step`` is set; empty otherwise (a bare call computes none).
+        """
         return self.statistics.pop()

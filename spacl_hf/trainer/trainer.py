@@ -14,6 +14,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoin
 
 from spacl_hf.common.pooling import embedding_dim_of, pool_embeddings
 from spacl_hf.common.samplers import LABEL_COLUMNS, PerClassBatchSampler
+from spacl_hf.common.training_logs import will_log_step
 from spacl_hf.core import ColumnLayout, RunningStatistics, SPACLCriterion, spacl_from_columns
 
 from .arguments import SPACLTrainingArguments
@@ -31,7 +32,8 @@ class SPACLTrainer(Trainer):
     (the head is then part of the model: trained, checkpointed and synchronised across processes with it).
     Under ``accelerate launch`` / ``torchrun`` the candidates of every process are gathered with gradients.
     The adversarial generator's state is saved in every checkpoint and restored by
-    ``train(resume_from_checkpoint=...)``. SPACL's statistics are added to the training logs (``spacl/...``).
+    ``train(resume_from_checkpoint=...)``. SPACL's statistics are added to the training logs (``spacl/...``); they
+    are computed on the logged steps only (the logged step's values).
 
     Args:
         model: an encoder loaded with ``AutoModel``, or an :class:`EmbeddingModel`.
@@ -112,6 +114,8 @@ class SPACLTrainer(Trainer):
         embeddings = self.embed(model, inputs)
         columns = embeddings.view(layout.num_columns, -1, embeddings.shape[-1])  # column-major
         content_ids = inputs.get("spacl_content_ids") if self.criterion.mask_duplicates else None
+        # statistics cost ops and device reads: only on the steps that will be logged
+        record = model.training and torch.is_grad_enabled() and will_log_step(self.args, self.state)
         loss, stats = spacl_from_columns(
             self.criterion,
             columns,
@@ -119,8 +123,9 @@ class SPACLTrainer(Trainer):
             labels=inputs.get("labels"),
             content_ids=content_ids,
             dynamic_anchor=self.args.spacl_dynamic_anchor,  # None: on for labels / images, off for columns
+            return_stats=record,
         )
-        if model.training and torch.is_grad_enabled():
+        if record:
             self.statistics.add(stats)
         if return_outputs:
             return loss, {"embeddings": columns[0].detach()}
