@@ -34,14 +34,15 @@ def test_generator_is_residual_conditional_and_learns_the_positives_distance():
     assert start > 0.95  # residual with a small h: a generated point starts next to its own source
     order = torch.Generator().manual_seed(1)
     late = []
-    for step in range(300):
+    for step in range(600):
         rows = torch.randperm(512, generator=order)[:128]
         last = gen.update(positives[rows], src[rows])
-        if step >= 200:
+        if step >= 100:
             late.append(last["generator_source_cosine"])
     fake = gen.generate(src)[:, 0]
-    # G moved its points out to the positives' distance (the GAN oscillates around it: average the late steps)
-    assert abs(sum(late) / len(late) - positive_cos) < 0.06, (sum(late) / len(late), positive_cos)
+    # G moved its points out to the positives' distance: the GAN oscillates around it (periods of ~150 steps), so
+    # average 500 steps past the first 100 (seeds 0-2: 0.852, 0.851, 0.850 against 0.860)
+    assert abs(sum(late) / len(late) - positive_cos) < 0.03, (sum(late) / len(late), positive_cos)
     # conditioned: a generated point is close to its own source, not to the others (unconditional G: both ~0.6)
     own, others = float((fake * src).sum(-1).mean()), float((fake @ src.T).mean())
     assert own > 0.6 and own - others > 0.5, (own, others)
@@ -217,3 +218,35 @@ def test_copy_state_from_first_rank_takes_rank_zeros_weights_and_moments():
     # from here both ranks make the same update
     assert other.update(real, src) == first.update(real, src)
     assert torch.equal(flat(other), flat(first))
+
+
+def autograd_update(gen: AdversarialNegativeGenerator, real: torch.Tensor, src: torch.Tensor, noise: torch.Tensor):
+    """The GAN step written with autograd and torch.optim.Adam (the implementation before the closed form)."""
+    d_opt = torch.optim.Adam(gen.discriminator.parameters(), lr=gen.lr, betas=gen.betas)
+    g_opt = torch.optim.Adam(gen.generator.parameters(), lr=gen.lr, betas=gen.betas)
+    fake = F.normalize(src + gen.generator(torch.cat([src, noise], 1)), dim=-1)
+    real_score, fake_score = gen._score(src, real), gen._score(src, fake.detach())
+    d_loss = F.binary_cross_entropy_with_logits(real_score, torch.ones_like(real_score)) + \
+        F.binary_cross_entropy_with_logits(fake_score, torch.zeros_like(fake_score))
+    d_opt.zero_grad()
+    d_loss.backward()
+    d_opt.step()
+    fool = gen._score(src, fake)
+    g_loss = F.binary_cross_entropy_with_logits(fool, torch.ones_like(fool))
+    g_opt.zero_grad()
+    g_loss.backward()
+    g_opt.step()
+
+
+def test_closed_form_update_equals_autograd_and_adam():
+    src, real = toy_pairs(24, 3)
+    closed = AdversarialNegativeGenerator(16, hidden_dim=32, noise_dim=8, warmup_steps=0, lr=1e-3, seed=5)
+    reference = copy.deepcopy(closed)
+    noise = reference._noise(24).clone()  # the same counter-based draw the closed form makes
+    closed.update(real, src)
+    autograd_update(reference, real, src, noise)
+    for p, q in zip(closed.parameters(), reference.parameters()):
+        torch.testing.assert_close(p, q, atol=1e-6, rtol=1e-5)
+    start = AdversarialNegativeGenerator(16, hidden_dim=32, noise_dim=8, warmup_steps=0, lr=1e-3, seed=5)
+    moved = max(float((p - q).abs().max()) for p, q in zip(closed.parameters(), start.parameters()))
+    assert moved > 1e-4  # the step did something (lr 1e-3 Adam moves every weight by about lr)

@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .counter_noise import GOLDEN, mix64
+
 
 def content_hash(rows: Tensor) -> Tensor:
     """An int64 id per row, equal for bit-identical rows (a random hash of the float bits).
@@ -34,20 +36,11 @@ def content_hash(rows: Tensor) -> Tensor:
     return mixed.sum(dim=1)
 
 
-# splitmix64's constants as signed int64 (two's complement of the unsigned ones)
-_GOLDEN = 0x9E3779B97F4A7C15 - 2**64
-_MIX_1 = 0xBF58476D1CE4E5B9 - 2**64
-_MIX_2 = 0x94D049BB133111EB - 2**64
-
-
 def _odd_multipliers(count: int, device: torch.device) -> tuple[Tensor, Tensor]:
-    """Two rows of ``count`` pseudo-random odd int64 multipliers, a pure function of the position (splitmix64-style
-    mixing in tensor ops: no random generator object, so it traces into a ``torch.compile`` graph)."""
-    z = (torch.arange(1, 2 * count + 1, device=device, dtype=torch.int64) * _GOLDEN).view(2, count)
-    z = (z ^ (z >> 30)) * _MIX_1
-    z = (z ^ (z >> 27)) * _MIX_2
-    z = (z ^ (z >> 31)) | 1
-    return z[0], z[1]
+    """Two rows of ``count`` pseudo-random odd int64 multipliers, a pure function of the position (no random
+    generator object, so it traces into a ``torch.compile`` graph)."""
+    z = mix64(torch.arange(1, 2 * count + 1, device=device, dtype=torch.int64) * GOLDEN) | 1
+    return z[:count], z[count:]
 
 
 @dataclass(frozen=True)

@@ -158,6 +158,8 @@ def select_positives(
         stats["positives_reordered"] = reordered
         own_picked = valid if own is None else own.gather(1, index) & valid
         stats["own_view_positives"] = own_picked.sum() / valid.sum().clamp(min=1)
+    if own_views_only and view_mask is None and num_views - 1 >= k:
+        valid = None  # k of at least k own views: every pick is real, known from shapes (no read-back later)
     return _Positives(flat, valid, stats)
 
 
@@ -179,13 +181,15 @@ def generated_negatives(
     world_size: int,
     update: bool,
     with_stats: bool,
-) -> tuple[Tensor | None, dict[str, Tensor]]:
+) -> tuple[Tensor, dict[str, Tensor]]:
     """3.3: generated hard negatives of each anchor (detached, ``[B, G, D]``) and the generator's update.
 
     The generator is conditioned on the anchor and learns from (anchor, selected hard positive) pairs of the
     whole gathered batch, with a shared seed; after the update every process takes rank 0's weights and Adam
     moments (one all-gather), so the generator stays identical on every process bit for bit. The false-negative
-    guard is applied with the logits (:meth:`SPACLCriterion._anchor_loss`). ``None`` during warm-up.
+    guard and the warm-up (:meth:`~AdversarialNegativeGenerator.active_mask`) are applied as masks with the logits
+    (:meth:`SPACLCriterion._anchor_loss`): generated points exist from the first step, and count from the end of
+    the warm-up, with no branch on a device value.
     """
     batch = anchors.shape[0]
     source = gathered(anchors.detach())
@@ -204,7 +208,7 @@ def generated_negatives(
             )
             if world_size > 1:
                 generator.copy_state_from_first_rank(gathered)
-    return (generated if generated.shape[1] > 0 else None), stats
+    return generated, stats
 
 
 class SPACLCriterion(nn.Module):
@@ -644,10 +648,11 @@ class SPACLCriterion(nn.Module):
             generated, generator_stats = generated_negatives(
                 generator, anchors, positives, bank, gathered, offset, world_size, update, return_stats
             )
-            if generated is not None:
+            if generated.shape[1] > 0:
                 num_generated = generated.shape[1]
                 generated_logits = torch.einsum("bd,bgd->bg", scaled, generated)
                 guard = self._false_negative_guard(generated_logits, positive_logits.detach(), positives.valid)
+                guard = guard & generator.active_mask()  # nothing during warm-up
                 negative_logits = torch.cat([logits, generated_logits], dim=1)
                 candidate = torch.cat([shared_mask, guard], dim=1)
                 if return_stats:

@@ -11,10 +11,60 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .checks import check_int, check_positive_float, check_tensor
+from .counter_noise import counter_normal, counter_uniform
+
+_SLOPE = 0.2  # LeakyReLU's negative slope in both networks
 
 
 def _mlp(in_dim: int, hidden_dim: int, out_dim: int) -> nn.Sequential:
-    return nn.Sequential(nn.Linear(in_dim, hidden_dim), nn.LeakyReLU(0.2), nn.Linear(hidden_dim, out_dim))
+    return nn.Sequential(nn.Linear(in_dim, hidden_dim), nn.LeakyReLU(_SLOPE), nn.Linear(hidden_dim, out_dim))
+
+
+def mlp_forward(mlp: nn.Sequential, x: Tensor) -> tuple[Tensor, tuple[Tensor, Tensor, Tensor]]:
+    """``Linear -> LeakyReLU -> Linear`` on ``x [M, in]``, with what :func:`mlp_backward` needs."""
+    first, last = mlp[0], mlp[2]
+    pre = torch.addmm(first.bias, x, first.weight.t())
+    hidden = F.leaky_relu(pre, _SLOPE)
+    return torch.addmm(last.bias, hidden, last.weight.t()), (x, pre, hidden)
+
+
+def mlp_backward(
+    mlp: nn.Sequential, saved: tuple[Tensor, Tensor, Tensor], grad_out: Tensor, params: bool = True,
+    inputs: bool = False,
+) -> tuple[list[Tensor] | None, Tensor | None]:
+    """The closed-form backward of :func:`mlp_forward`: gradients of the four parameters (weight, bias, weight,
+    bias; ``params``) and of the input (``inputs``) given ``grad_out [M, out]``. A handful of matmuls, no autograd
+    graph: the GAN's update is then a fixed sequence of kernels (tested against autograd)."""
+    x, pre, hidden = saved
+    first, last = mlp[0], mlp[2]
+    grad_pre = torch.ops.aten.leaky_relu_backward(grad_out @ last.weight, pre, _SLOPE, False)
+    grad_x = grad_pre @ first.weight if inputs else None
+    if not params:
+        return None, grad_x
+    grads = [grad_pre.t() @ x, grad_pre.sum(0), grad_out.t() @ hidden, grad_out.sum(0)]
+    return grads, grad_x
+
+
+def adam_step(optimizer: torch.optim.Adam, grads: list[Tensor]) -> None:
+    """One step of ``optimizer`` (a fused, single-group Adam) with explicit gradients: its own state, its own
+    hyper-parameters (a changed ``lr`` applies), two kernels. The state is Adam's, so ``state_dict()`` and resume
+    are Adam's too."""
+    group = optimizer.param_groups[0]
+    params = group["params"]
+    states = [optimizer.state[p] for p in params]
+    if not states[0]:  # Adam's own lazy initial state
+        for param, state in zip(params, states):
+            state["step"] = torch.zeros((), dtype=torch.float32, device=param.device)
+            state["exp_avg"] = torch.zeros_like(param, memory_format=torch.preserve_format)
+            state["exp_avg_sq"] = torch.zeros_like(param, memory_format=torch.preserve_format)
+    steps = [state["step"] for state in states]
+    torch._foreach_add_(steps, 1)
+    beta1, beta2 = group["betas"]
+    torch._fused_adam_(
+        params, grads, [s["exp_avg"] for s in states], [s["exp_avg_sq"] for s in states], [], steps,
+        lr=group["lr"], beta1=beta1, beta2=beta2, weight_decay=group["weight_decay"], eps=group["eps"],
+        amsgrad=False, maximize=False,
+    )  # fmt: skip
 
 
 class AdversarialNegativeGenerator(nn.Module):
@@ -31,10 +81,13 @@ class AdversarialNegativeGenerator(nn.Module):
     points were no closer to their own source than to other samples and carried ~1e-4 of the softmax weight.
 
     Everything random (initial weights, noise) comes from ``seed``, so every data-parallel rank that feeds
-    the same gathered inputs draws the same noise and starts from the same generator. Float results are not
+    the same gathered inputs draws the same noise and starts from the same generator. The noise is counter-based
+    (:mod:`~spacl_hf.core.counter_noise`): drawn on the generator's device, with no generator object, so the whole
+    update is a fixed sequence of kernels with closed-form gradients (no autograd graph, no host read) that
+    ``torch.compile`` can trace. Float results are not
     bit-reproducible across processes (threaded BLAS reductions differ under load), so after each update the
     criterion copies the first rank's weights and Adam moments to the others (:meth:`copy_state_from_first_rank`,
-    as DDP broadcasts buffers). The optimizer state, the noise generator's state and the step count are part of
+    as DDP broadcasts buffers). The optimizer state, the noise counter and the step count are part of
     :meth:`state_dict`, so a resumed run continues exactly.
 
     Args:
@@ -46,8 +99,8 @@ class AdversarialNegativeGenerator(nn.Module):
         betas: Adam betas.
         warmup_steps: updates (training steps) before generated negatives are used.
         seed: seed of the initial weights and of the noise.
-        update_rows: at most this many (source, positive) pairs per update, drawn with the seeded noise generator
-            (so every process draws the same ones); keeps the GAN's cost flat in the batch size.
+        update_rows: at most this many (source, positive) pairs per update, drawn with the seeded noise (so every
+            process draws the same ones); keeps the GAN's cost flat in the batch size.
         generator_steps: discriminator and generator steps per :meth:`update` (per training step).
         init_scale: scale of ``h``'s last layer at initialisation; small keeps generated points near their source.
 
@@ -112,10 +165,10 @@ class AdversarialNegativeGenerator(nn.Module):
         self.discriminator_optimizer = torch.optim.Adam(
             self.discriminator.parameters(), lr=self.lr, betas=self.betas, fused=True
         )
-        self.noise = torch.Generator().manual_seed(self.seed)  # CPU noise; see _noise_on for other devices
-        self._device_noise: dict[str, torch.Generator] = {}
-        self._pending_noise_states: dict[str, Tensor] = {}
-        self.steps = 0
+        # counters as device tensors: a compiled step neither reads them back nor recompiles as they change
+        self.register_buffer("step_count", torch.zeros((), dtype=torch.int64), persistent=False)
+        self.register_buffer("noise_counter", torch.zeros((), dtype=torch.int64), persistent=False)
+        self.noise_seed = self.seed  # with the counter, the noise stream's state (restored with it on resume)
 
     def get_config_dict(self) -> dict[str, Any]:
         return {
@@ -148,9 +201,23 @@ class AdversarialNegativeGenerator(nn.Module):
         return AdversarialNegativeGenerator(**config)
 
     @property
+    def steps(self) -> int:
+        """Updates (training steps) made so far (reads the device counter)."""
+        return int(self.step_count)
+
+    @steps.setter
+    def steps(self, value: int) -> None:
+        self.step_count.fill_(int(value))
+
+    @property
     def active(self) -> bool:
         """Whether warm-up is over and :meth:`generate` returns negatives."""
         return self.steps >= self.warmup_steps
+
+    def active_mask(self) -> Tensor:
+        """``active`` as a 0-dim bool tensor on the generator's device: the hot path masks generated negatives with
+        it instead of branching on a value read back from the device."""
+        return self.step_count >= self.warmup_steps
 
     def _check_src(self, name: str, value: Tensor) -> None:
         check_tensor(name, value, ndim=2, floating=True, finite=True)
@@ -160,27 +227,19 @@ class AdversarialNegativeGenerator(nn.Module):
     def _param_device(self) -> torch.device:
         return next(self.parameters()).device
 
-    def _noise_on(self, device: torch.device) -> torch.Generator:
-        """The noise generator of ``device``: :attr:`noise` on CPU; on an accelerator one of its own, seeded from
-        ``seed``, so that noise is drawn where it is used (a CPU draw copied over would stall the host each step).
-        Every process draws the same noise on the same kind of device; its state is saved with the rest."""
-        if device.type == "cpu":
-            return self.noise
-        key = str(device)
-        if key not in self._device_noise:
-            noise = torch.Generator(device=device).manual_seed(self.seed)
-            if key in self._pending_noise_states:
-                noise.set_state(self._pending_noise_states.pop(key))
-            self._device_noise[key] = noise
-        return self._device_noise[key]
+    def _noise(self, rows: int) -> Tensor:
+        """``[rows, noise_dim]`` Gaussian noise at the current counter, which then advances."""
+        noise = counter_normal(self.noise_seed, self.noise_counter, rows, self.noise_dim)
+        self.noise_counter.add_(1)
+        return noise
 
     def _fake(self, src: Tensor, per_source: int) -> Tensor:
         """``per_source`` generated unit vectors per source row, ``[B * per_source, D]`` (row-major)."""
         src = F.normalize(src.detach().float(), dim=-1).to(self._param_device())
         if per_source > 1:
             src = src.repeat_interleave(per_source, dim=0)
-        noise = torch.randn(src.shape[0], self.noise_dim, generator=self._noise_on(src.device), device=src.device)
-        return F.normalize(src + self.generator(torch.cat([src, noise], dim=1)), dim=-1)
+        hidden, _ = mlp_forward(self.generator, torch.cat([src, self._noise(src.shape[0])], dim=1))
+        return F.normalize(src + hidden, dim=-1)
 
     def _score(self, src: Tensor, candidate: Tensor) -> Tensor:
         """``D``'s logit that ``candidate`` is a hard positive of ``src`` (row by row)."""
@@ -194,8 +253,8 @@ class AdversarialNegativeGenerator(nn.Module):
         """
         if rows[0].shape[0] <= self.update_rows:
             return weight, rows
-        device = rows[0].device
-        keys = torch.rand(rows[0].shape[0], generator=self._noise_on(device), device=device)
+        keys = counter_uniform(self.noise_seed, self.noise_counter, rows[0].shape[0]).to(rows[0].device)
+        self.noise_counter.add_(1)
         if weight is not None:
             keys = keys + (weight <= 0)  # weightless rows after every real one
         chosen = keys.topk(self.update_rows, largest=False, sorted=False).indices
@@ -205,14 +264,14 @@ class AdversarialNegativeGenerator(nn.Module):
     def generate(self, src: Tensor) -> Tensor:
         """Generated negatives for each source embedding, detached; none during warm-up."""
         self._check_src("src", src)
-        return self.generate_unchecked(src)
-
-    @torch.compiler.disable  # its noise generator is an object a graph cannot hold: it runs eagerly, between graphs
-    @torch.no_grad()
-    def generate_unchecked(self, src: Tensor) -> Tensor:
-        """:meth:`generate` without the argument checks (the criterion's hot path: no host read)."""
         if not self.active:
             return src.new_zeros(src.shape[0], 0, src.shape[1])
+        return self.generate_unchecked(src)
+
+    @torch.no_grad()
+    def generate_unchecked(self, src: Tensor) -> Tensor:
+        """:meth:`generate` without the argument checks and without the warm-up branch (the criterion's hot path:
+        no host read): it always generates; mask the result with :meth:`active_mask` during warm-up."""
         with torch.autocast(device_type=src.device.type, enabled=False):
             fake = self._fake(src, self.num_generated)
         return fake.view(src.shape[0], self.num_generated, -1).to(device=src.device, dtype=src.dtype)
@@ -253,7 +312,7 @@ class AdversarialNegativeGenerator(nn.Module):
             )
         return {name: float(value) for name, value in self.update_unchecked(real, src, with_stats=True).items()}
 
-    @torch.compiler.disable  # its own backward and Adam steps: eager, between the loss's compiled graphs
+    @torch.no_grad()
     def update_unchecked(
         self, real: Tensor, src: Tensor, weight: Tensor | None = None, with_stats: bool = False
     ) -> dict[str, Tensor]:
@@ -262,53 +321,59 @@ class AdversarialNegativeGenerator(nn.Module):
         ``weight`` (``[M]``, 0 or 1) marks the rows that are real pairs; the losses are means over them, so a batch
         whose validity varies keeps fixed shapes (no boolean indexing). The caller skips the update when no row
         is real. Statistics (0-dim tensors) only with ``with_stats``.
+
+        Each step: ``D`` on the real and the generated pairs in one pass, its closed-form gradient, an Adam step;
+        then ``G`` through the updated ``D`` (non-saturating loss), its closed-form gradient, an Adam step.
         """
         device = self._param_device()
         weight, (real, src) = self._subsample(weight, real, src)
-        with torch.enable_grad(), torch.autocast(device_type=device.type, enabled=False):
+        with torch.autocast(device_type=device.type, enabled=False):
             real = F.normalize(real.detach().float(), dim=-1).to(device)
             src = F.normalize(src.detach().float(), dim=-1).to(device)
-            if weight is not None:
-                weight = weight.to(device=device, dtype=real.dtype)[:, None]
-                total = weight.sum().clamp(min=1)
-
-            def bce(logits: Tensor, target: float) -> Tensor:
-                if weight is None:  # every row real: the plain mean
-                    return F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, target))
-                per_row = F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, target), reduction="none")
-                return (per_row * weight).sum() / total
-
+            rows, dim = src.shape
+            # d(mean BCE)/d(logit) = (sigmoid - target) * row weight / total weight
+            if weight is None:
+                scale: Tensor | float = 1.0 / rows
+            else:
+                weight = weight.to(device=device, dtype=src.dtype)[:, None]
+                scale = weight / weight.sum().clamp(min=1)
+            both_src = torch.cat([src, src])
+            is_real = torch.cat([torch.ones_like(src[:, :1]), torch.zeros_like(src[:, :1])])
+            both_scale = scale if weight is None else torch.cat([scale, scale])
             for _ in range(self.generator_steps):
-                fake = self._fake(src, 1)
-                real_score = self._score(src, real)
-                fake_score = self._score(src, fake.detach())
-                disc_loss = bce(real_score, 1.0) + bce(fake_score, 0.0)
-                self.discriminator_optimizer.zero_grad(set_to_none=True)
-                disc_loss.backward()
-                self.discriminator_optimizer.step()
-
-                gen_loss = bce(self._score(src, fake), 1.0)
-                self.generator_optimizer.zero_grad(set_to_none=True)
-                gen_loss.backward()
-                self.generator_optimizer.step()
-                # the generator step also left gradients on D; clear both so nothing leaks into other optimizers
-                self.generator_optimizer.zero_grad(set_to_none=True)
-                self.discriminator_optimizer.zero_grad(set_to_none=True)
-        self.steps += 1
-        if not with_stats:
-            return {}
-        with torch.no_grad():
+                hidden, saved_g = mlp_forward(self.generator, torch.cat([src, self._noise(rows)], dim=1))
+                moved = src + hidden
+                norm = moved.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+                fake = moved / norm
+                # D: real pairs are 1, generated ones 0
+                candidates = torch.cat([real, fake])
+                scores, saved_d = mlp_forward(self.discriminator, torch.cat([both_src, candidates, both_src * candidates], 1))
+                probability = torch.sigmoid(scores)
+                grads, _ = mlp_backward(self.discriminator, saved_d, (probability - is_real) * both_scale)
+                adam_step(self.discriminator_optimizer, grads)
+                # G: fool the updated D; the gradient flows through D's input and the normalisation into h
+                fool, saved_f = mlp_forward(self.discriminator, torch.cat([src, fake, src * fake], 1))
+                _, grad_features = mlp_backward(self.discriminator, saved_f, (torch.sigmoid(fool) - 1) * scale,
+                                                params=False, inputs=True)  # fmt: skip
+                grad_fake = grad_features[:, dim : 2 * dim] + grad_features[:, 2 * dim :] * src
+                grad_moved = (grad_fake - fake * (fake * grad_fake).sum(-1, keepdim=True)) / norm
+                grads, _ = mlp_backward(self.generator, saved_g, grad_moved)
+                adam_step(self.generator_optimizer, grads)
+            self.step_count.add_(1)
+            if not with_stats:
+                return {}
 
             def mean(values: Tensor) -> Tensor:
-                values = values.reshape(-1)
-                return values.mean() if weight is None else (values * weight[:, 0]).sum() / total
+                values = values.reshape(-1, 1)
+                return values.mean() if weight is None else (values * scale).sum()
 
+            real_score, fake_score = scores[:rows], scores[rows:]
             return {
-                "generator_loss": gen_loss.detach(),
-                "discriminator_loss": disc_loss.detach(),
-                "discriminator_real_score": mean(torch.sigmoid(real_score)),
-                "discriminator_fake_score": mean(torch.sigmoid(fake_score)),
-                "generator_source_cosine": mean((fake.detach() * src).sum(-1)),
+                "generator_loss": mean(F.softplus(-fool)),
+                "discriminator_loss": mean(F.softplus(-real_score)) + mean(F.softplus(fake_score)),
+                "discriminator_real_score": mean(probability[:rows]),
+                "discriminator_fake_score": mean(probability[rows:]),
+                "generator_source_cosine": mean((fake * src).sum(-1)),
                 "positive_source_cosine": mean((real * src).sum(-1)),
             }
 
@@ -351,8 +416,8 @@ class AdversarialNegativeGenerator(nn.Module):
         return {
             "generator_optimizer": self.generator_optimizer.state_dict(),
             "discriminator_optimizer": self.discriminator_optimizer.state_dict(),
-            "noise": self.noise.get_state(),
-            "device_noise": {key: noise.get_state() for key, noise in self._device_noise.items()},
+            "noise_seed": self.noise_seed,
+            "noise_counter": int(self.noise_counter),
             "steps": self.steps,
         }
 
@@ -369,8 +434,7 @@ class AdversarialNegativeGenerator(nn.Module):
             for optimizer in (self.generator_optimizer, self.discriminator_optimizer):
                 for group in optimizer.param_groups:
                     group["lr"] = self.lr
-        self.noise.set_state(state["noise"])
-        # accelerator noise resumes when first drawn on that device (checkpoints before it had none: fresh seed)
-        self._device_noise.clear()
-        self._pending_noise_states = {key: value.cpu() for key, value in state.get("device_noise", {}).items()}
+        # checkpoints written before counter-based noise hold a generator state instead: their noise starts anew
+        self.noise_seed = int(state.get("noise_seed", self.seed))
+        self.noise_counter.fill_(int(state.get("noise_counter", 0)))
         self.steps = int(state["steps"])
