@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+import os
 import platform
+import uuid
 import sys
 import time
 from collections.abc import Callable
@@ -43,7 +46,7 @@ class RunStore:
         path = self.path(settings)
         if not path.exists():
             return None
-        record = json.loads(path.read_text())
+        record = read_record(path)
         if record.get("settings") != settings:
             raise ValueError(f"{path}: stored settings {record.get('settings')} differ from the requested {settings}.")
         return record
@@ -51,10 +54,15 @@ class RunStore:
     def save(self, settings: dict[str, Any], result: dict[str, Any], seconds: float) -> dict[str, Any]:
         import torch
 
+        result, non_finite = mark_non_finite(result)
+        if non_finite:  # a diverged run is a result too: stored, with the values that were NaN / inf named
+            print(f"warning: run {settings_key(settings)} has non-finite values at {non_finite}; stored as null",
+                  file=sys.stderr)  # fmt: skip
         record = {
             "key": settings_key(settings),
             "settings": settings,
             "result": result,
+            **({"non_finite": non_finite} if non_finite else {}),
             "seconds": round(seconds, 2),
             "command": " ".join(["python", *sys.argv]),
             "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
@@ -64,7 +72,8 @@ class RunStore:
         }
         self.folder.mkdir(parents=True, exist_ok=True)
         path = self.path(settings)
-        temporary = path.with_suffix(".tmp")
+        # a name of this writer's own: two processes saving the same run never write into one temporary file
+        temporary = path.with_suffix(f".{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
         temporary.write_text(json.dumps(record, indent=1, allow_nan=False) + "\n")
         temporary.replace(path)  # a run interrupted while writing leaves no half file
         return record
@@ -80,4 +89,39 @@ class RunStore:
 
     def records(self) -> list[dict[str, Any]]:
         """Every stored record of the study."""
-        return [json.loads(p.read_text()) for p in sorted(self.folder.glob("*.json"))]
+        return [read_record(p) for p in sorted(self.folder.glob("*.json"))]
+
+
+def read_record(path: Path) -> dict[str, Any]:
+    """A stored record; a file that is not valid JSON (truncated by a full disk, hand-edited) is named in the error."""
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise ValueError(
+            f"{path} is not a valid run record ({error}); it may be truncated: delete it to run that setting again."
+        ) from None
+
+
+def mark_non_finite(value: Any, where: str = "") -> tuple[Any, list[str]]:
+    """``value`` with NaN / inf floats replaced by ``None`` (JSON has no NaN), and the dotted paths of those floats.
+
+    Example:
+        >>> mark_non_finite({"dev": float("nan"), "test": {"f1": 0.5}})
+        ({'dev': None, 'test': {'f1': 0.5}}, ['dev'])
+    """
+    if isinstance(value, float) and not math.isfinite(value):
+        return None, [where or "result"]
+    if isinstance(value, dict):
+        cleaned, found = {}, []
+        for key, item in value.items():
+            cleaned[key], paths = mark_non_finite(item, f"{where}.{key}" if where else str(key))
+            found += paths
+        return cleaned, found
+    if isinstance(value, (list, tuple)):
+        cleaned_items, found = [], []
+        for index, item in enumerate(value):
+            item, paths = mark_non_finite(item, f"{where}[{index}]")
+            cleaned_items.append(item)
+            found += paths
+        return cleaned_items, found
+    return value, []

@@ -218,3 +218,36 @@ def test_sts_study_chooses_on_dev_and_scores_held_out_pairs_only_in_final(tmp_pa
     assert "SPACL w/o screening dev 0 (equal), held out 0 (equal)" in report_text
     ratios = {row["name"]: row["step_time_vs_mnrl"] for row in result["final"]}
     assert ratios["MNRL"] == ratios["CachedSPACL"] == 1.0  # CachedSPACL against CachedMNRL, not against MNRL
+
+
+def test_run_store_keeps_a_diverged_run_names_a_truncated_file_and_writes_private_temporaries(tmp_path, monkeypatch):
+    from run_store import RunStore
+
+    store = RunStore("sts", root=tmp_path)
+    settings = {"method": "SPACL", "seed": 0}
+    # a run whose loss diverged is stored (NaN marked as null and named), not lost after its compute
+    record = store.run(settings, lambda s: {"dev": float("nan"), "held_out": {"a": float("inf"), "b": 0.5}})
+    assert record["result"] == {"dev": None, "held_out": {"a": None, "b": 0.5}}
+    assert record["non_finite"] == ["dev", "held_out.a"]
+    assert store.load(settings)["non_finite"] == ["dev", "held_out.a"]
+    # a truncated file is named in the error
+    store.path(settings).write_text('{"key": "abc", "sett')
+    with pytest.raises(ValueError, match=str(store.path(settings).name) + ".*truncated"):
+        store.load(settings)
+    with pytest.raises(ValueError, match="truncated"):
+        store.records()
+    # each save writes its own temporary file: two processes saving one run cannot collide on a name
+    names = []
+    original = Path.write_text
+
+    def spy(self, text, *args, **kwargs):
+        names.append(self.name)
+        return original(self, text, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "write_text", spy)
+    other = {"method": "MNRL", "seed": 1}
+    store.save(other, {"dev": 0.1}, 1.0)
+    store.save(other, {"dev": 0.1}, 1.0)
+    temporaries = [n for n in names if n.endswith(".tmp")]
+    assert len(temporaries) == 2 and temporaries[0] != temporaries[1]
+    assert not list(store.folder.glob("*.tmp"))

@@ -9,10 +9,10 @@ partner, and there is nothing for a selection step to choose.
 
 from __future__ import annotations
 
+import numbers
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
-
-import warnings
 
 import torch
 from torch.utils.data import Sampler
@@ -55,9 +55,11 @@ class PerClassBatchSampler(Sampler[list[int]]):
             raise ValueError(f"`batch_size`={batch_size} holds one class of {per_class}: a batch needs negatives.")
         by_class: dict[int, list[int]] = {}
         for index, label in enumerate(labels):
-            if isinstance(label, bool) or not isinstance(label, int):
+            if hasattr(label, "ndim") and getattr(label, "ndim") == 0 and hasattr(label, "item"):
+                label = label.item()  # a numpy or torch scalar: its Python value (np.int64(0) -> 0)
+            if isinstance(label, bool) or not isinstance(label, numbers.Integral):
                 raise ValueError(f"`labels` must be integers, got {label!r} at index {index}.")
-            by_class.setdefault(label, []).append(index)
+            by_class.setdefault(int(label), []).append(index)
         self.by_class = [indices for _, indices in sorted(by_class.items()) if len(indices) >= per_class]
         if small := {label: len(i) for label, i in by_class.items() if len(i) < per_class}:
             warnings.warn(
