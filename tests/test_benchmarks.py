@@ -167,6 +167,12 @@ def test_gpu_check_tiny_runs_on_cpu_and_its_budget_guard_skips(tiny_encoder_dir,
                             "--output-prefix", str(tmp_path / "small")])  # fmt: skip
     assert small["loss_only"] == [] and len(small["skipped"]) == 4
     assert "Skipped to stay inside the budget" in (tmp_path / "small.md").read_text()
+    # without --output-prefix a CPU run refuses to touch the committed GPU figures
+    committed = gpu_check.RESULTS / "gpu_check.json"
+    before = committed.read_bytes() if committed.exists() else None
+    with pytest.raises(SystemExit, match="needs --output-prefix"):
+        gpu_check.main(["--tiny", "--device", "cpu", "--skip-training"])
+    assert (committed.read_bytes() if committed.exists() else None) == before
 
 
 def test_sts_study_chooses_on_dev_and_scores_held_out_pairs_only_in_final(tmp_path, monkeypatch):
