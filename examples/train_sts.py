@@ -56,6 +56,10 @@ class DataArguments:
     max_seq_length: int = field(
         default=64, metadata={"help": "Truncate inputs to this many tokens (the STS study's; NLI sentences are short)."}
     )
+    overwrite_output: bool = field(
+        default=False,
+        metadata={"help": "Replace an earlier run's model (final/) and scores.json in --output_dir (else an error)."},
+    )
     hard_negatives: int = field(
         default=0,
         metadata={
@@ -212,6 +216,7 @@ def validate_before_loading(data: DataArguments, spacl: SPACLArguments, training
     """Everything that can be checked before a model is loaded: fail in a second, not after 30."""
     from spacl_hf.common.data_files import find_data_dir
     from spacl_hf.core.checks import check_choice, check_fraction, check_int, check_temperature
+    from spacl_hf.sentence_transformers.spacl_loss import check_directions
 
     try:
         check_temperature("--temperature", spacl.temperature)
@@ -226,10 +231,25 @@ def validate_before_loading(data: DataArguments, spacl: SPACLArguments, training
         for name in ("max_train_samples", "max_eval_samples"):
             if getattr(data, name) is not None:
                 check_int(f"--{name}", getattr(data, name), 1)
+        check_int("--max_seq_length", data.max_seq_length, 1)
+        if spacl.cached_mini_batch_size is not None:
+            check_int("--cached_mini_batch_size", spacl.cached_mini_batch_size, 1)
+        directions = check_directions(spacl.directions)
+        if "doc_to_query" in directions and spacl.num_views > 1:
+            raise ValueError(
+                f"--directions with doc_to_query needs --num_views 1 (the reverse direction swaps the anchor and "
+                f"positive columns); got --num_views {spacl.num_views}."
+            )
         find_data_dir(data.data_dir)  # an explicit folder that does not exist is an error
     except (ValueError, FileNotFoundError) as error:
         raise SystemExit(f"error: {error}") from None
     output = Path(training.output_dir)
+    earlier = [name for name in ("final", "scores.json") if (output / name).exists()]
+    if earlier and not data.overwrite_output:
+        raise SystemExit(
+            f"error: --output_dir {str(output)!r} already holds an earlier run ({', '.join(earlier)}); choose another "
+            "folder or pass --overwrite_output to replace it."
+        )
     try:
         output.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=output, prefix=".write_test"):  # one per process: no race

@@ -50,3 +50,59 @@ def test_per_class_sampler_takes_numpy_and_torch_integer_labels():
             assert sorted(i for b in batches for i in b) == list(range(8))
     with pytest.raises(ValueError, match="must be integers"):
         PerClassBatchSampler([0.5, 1.5, 0.5, 1.5], batch_size=4, per_class=2)
+
+
+@pytest.mark.parametrize("bad", [None, 5, {"query_to_doc": 1}, "query_to_doc"])
+def test_directions_must_be_a_list_of_names(bad):
+    from spacl_hf.sentence_transformers.spacl_loss import check_directions
+
+    with pytest.raises(ValueError, match="`directions` must be a sequence of names"):
+        check_directions(bad)
+
+
+def test_an_explicit_empty_data_dir_is_an_error_not_the_default_data():
+    from spacl_hf.common.data_files import find_data_dir
+
+    with pytest.raises(FileNotFoundError, match="no fallback"):
+        find_data_dir("")
+
+
+@pytest.mark.parametrize(
+    "extra, match",
+    [
+        (["--directions", "doc_to_query"], "must hold 'query_to_doc'"),
+        (["--directions", "bogus"], "must hold 'query_to_doc'"),
+        (["--directions", "query_to_doc", "doc_to_query", "--num_views", "2"], "needs --num_views 1"),
+        (["--cached_mini_batch_size", "0"], "--cached_mini_batch_size"),
+        (["--max_seq_length", "0"], "--max_seq_length"),
+        (["--data_dir", ""], "no fallback"),
+    ],
+)
+def test_train_sts_rejects_bad_arguments_before_loading_anything(tmp_path, monkeypatch, extra, match):
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
+    import train_sts
+
+    def no_model(name):
+        raise AssertionError("the model was loaded before the arguments were checked")
+
+    monkeypatch.setattr(train_sts, "resolve_model", no_model)
+    with pytest.raises(SystemExit, match=match):
+        train_sts.main(["--output_dir", str(tmp_path / "out"), *extra])
+
+
+def test_train_sts_does_not_overwrite_an_earlier_run(tmp_path, monkeypatch):
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
+    import train_sts
+
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "scores.json").write_text("{}")
+    monkeypatch.setattr(train_sts, "resolve_model", lambda name: (_ for _ in ()).throw(AssertionError("loaded")))
+    with pytest.raises(SystemExit, match="already holds an earlier run"):
+        train_sts.main(["--output_dir", str(tmp_path / "out")])
+    assert (tmp_path / "out" / "scores.json").read_text() == "{}"

@@ -23,9 +23,10 @@ def find_data_dir(explicit: str | os.PathLike | None = None) -> Path | None:
     Raises:
         FileNotFoundError: when ``explicit`` or ``$SPACL_DATA_DIR`` is given but is not a folder.
     """
-    for name, option in (("`data_dir`", explicit), ("$SPACL_DATA_DIR", os.environ.get("SPACL_DATA_DIR"))):
-        if option:
-            if not Path(option).is_dir():
+    # an explicit "" is an error like any other missing folder (an empty $SPACL_DATA_DIR counts as unset)
+    for name, option in (("`data_dir`", explicit), ("$SPACL_DATA_DIR", os.environ.get("SPACL_DATA_DIR") or None)):
+        if option is not None:
+            if str(option) == "" or not Path(option).is_dir():  # Path("") would be the working directory
                 raise FileNotFoundError(f"{name} {str(option)!r} is not a folder (no fallback to the default data).")
             return Path(option).resolve()
     here = Path(__file__).resolve().parents[2]  # the repository root of an editable install

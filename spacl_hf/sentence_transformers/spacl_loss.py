@@ -28,7 +28,7 @@ DIRECTIONS = ("query_to_doc", "doc_to_query")
 
 def check_directions(directions: Sequence[str]) -> tuple[str, ...]:
     """``directions`` as a tuple, checked: a subset of :data:`DIRECTIONS` that holds ``"query_to_doc"``."""
-    if isinstance(directions, str) or not all(isinstance(d, str) for d in directions):
+    if not isinstance(directions, (list, tuple)) or not all(isinstance(d, str) for d in directions):
         raise ValueError(f"`directions` must be a sequence of names from {DIRECTIONS}, got {directions!r}.")
     directions = tuple(dict.fromkeys(directions))
     if "query_to_doc" not in directions or not set(directions) <= set(DIRECTIONS):
