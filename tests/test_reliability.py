@@ -106,3 +106,19 @@ def test_train_sts_does_not_overwrite_an_earlier_run(tmp_path, monkeypatch):
     with pytest.raises(SystemExit, match="already holds an earlier run"):
         train_sts.main(["--output_dir", str(tmp_path / "out")])
     assert (tmp_path / "out" / "scores.json").read_text() == "{}"
+
+
+def test_per_class_sampler_covers_every_sample_of_imbalanced_classes():
+    from spacl_hf.common.samplers import PerClassBatchSampler
+
+    labels = [0] * 1000 + [1] * 4 + [2] * 4 + [3] * 4
+    sampler = PerClassBatchSampler(labels, batch_size=8, per_class=4, seed=0)
+    batches = list(sampler)
+    seen = {i for b in batches for i in b}
+    assert seen == set(range(len(labels)))  # was 24 of 1,012
+    assert len(batches) == len(sampler) == 250
+    for batch in batches:  # every batch still holds 2 classes with 4 samples each
+        counts = {}
+        for i in batch:
+            counts[labels[i]] = counts.get(labels[i], 0) + 1
+        assert sorted(counts.values()) == [4, 4]

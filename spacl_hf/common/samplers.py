@@ -25,8 +25,12 @@ class PerClassBatchSampler(Sampler[list[int]]):
 
     Each epoch shuffles every class's indices and cuts them into chunks of ``per_class`` (a class's last, shorter
     chunk is left out that epoch; another one next epoch). Batches then draw distinct classes with probability
-    proportional to their remaining chunks, so large classes are not exhausted last. The epoch ends when fewer
-    than ``batch_size // per_class`` classes have chunks left. Deterministic in ``(seed, epoch)``;
+    proportional to their remaining chunks, so large classes are not exhausted last. When fewer than
+    ``batch_size // per_class`` classes have chunks left (imbalanced labels: one large class outlasts the rest), each
+    batch takes the remaining classes' chunks and fills up with fresh random chunks of other classes (drawn again,
+    so small classes repeat): the epoch ends when every class's chunks were used once, so every sample of a class
+    with ``per_class`` samples or more is seen each epoch (before: labels 1000/4/4/4 at batch 8 used 24 of the
+    1,012 samples). Deterministic in ``(seed, epoch)``;
     :meth:`set_epoch` is called by sentence-transformers and by :class:`SPACLTrainer`.
 
     Args:
@@ -90,12 +94,24 @@ class PerClassBatchSampler(Sampler[list[int]]):
             chunks.append([shuffled[i : i + self.per_class] for i in range(0, whole, self.per_class)])
         remaining = torch.tensor([len(c) for c in chunks], dtype=torch.float64)
         batches = []
-        while int((remaining > 0).sum()) >= self.classes_per_batch:
-            picked = torch.multinomial(remaining, self.classes_per_batch, replacement=False, generator=generator)
+        while int((remaining > 0).sum()) > 0:
+            active = int((remaining > 0).sum())
+            if active >= self.classes_per_batch:
+                picked = torch.multinomial(remaining, self.classes_per_batch, replacement=False, generator=generator)
+                fillers: list[int] = []
+            else:  # the last classes with chunks, plus fresh chunks of others so the batch keeps its classes
+                picked = torch.nonzero(remaining > 0).flatten()
+                others = (remaining <= 0).to(torch.float64)
+                fillers = torch.multinomial(others, self.classes_per_batch - active, replacement=False,
+                                            generator=generator).tolist()  # fmt: skip
             batch = []
             for cls in picked.tolist():
                 batch += chunks[cls][int(remaining[cls]) - 1]
                 remaining[cls] -= 1
+            for cls in fillers:
+                indices = self.by_class[cls]
+                draw = torch.randperm(len(indices), generator=generator)[: self.per_class].tolist()
+                batch += [indices[i] for i in draw]
             order = torch.randperm(len(batch), generator=generator).tolist()  # classes mixed inside the batch
             batches.append([batch[i] for i in order])
         return batches
