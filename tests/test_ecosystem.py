@@ -73,9 +73,13 @@ def test_spacl_trains_and_saves_inside_loss_modifiers(name, tiny_st_model, tmp_p
     before = {k: v.clone() for k, v in tiny_st_model.state_dict().items()}
     trainer.train()
     assert any(not torch.equal(before[k], v) for k, v in tiny_st_model.state_dict().items())
-    assert inner.generator.steps >= 2  # the full-size generator trains
-    for dim in truncated:  # and each truncated size has its own
-        assert inner.criterion.generator_for(dim).steps >= 2
+    # one generator update per training step (AdaptiveLayerLoss's layer passes used to add one each), and each
+    # truncated size has its own generator, updated once per step too
+    sizes = [inner.generator] + [inner.criterion.generator_for(dim) for dim in truncated]
+    if name.startswith("Matryoshka2d"):  # 2DMSE samples one dimension a step: one update a step in all
+        assert sum(g.steps for g in sizes) == 2
+    else:
+        assert [g.steps for g in sizes] == [2] * len(sizes)
     assert sorted(int(k) for k in inner.criterion.truncated_generators) == sorted(truncated)
     tiny_st_model.save(str(tmp_path / "model"))
     card = (tmp_path / "model" / "README.md").read_text()
@@ -135,5 +139,21 @@ def test_mined_hard_negatives_train_with_spacl(tiny_st_model, tmp_path):
     assert mined.column_names == ["anchor", "positive", "negative_1", "negative_2"] and len(mined) > 0
     loss = SPACLLoss(tiny_st_model, generator_warmup_steps=0)
     trainer = trainer_for(tiny_st_model, loss, tmp_path, dataset=mined)
+    trainer.train()
+    assert trainer.state.global_step == 2 and loss.generator.steps == 2
+
+
+@pytest.mark.parametrize("wrap", [lambda m, inner: AdaptiveLayerLoss(m, inner),
+                                  lambda m, inner: Matryoshka2dLoss(m, inner, [32, 8])], ids=["adaptive", "2d"])
+def test_cached_spacl_inside_layer_wrappers_is_refused_with_a_clear_message(wrap, tiny_st_model, tmp_path):
+    inner = cached(tiny_st_model)
+    trainer = trainer_for(tiny_st_model, wrap(tiny_st_model, inner), tmp_path)
+    with pytest.raises(ValueError, match="CachedSPACLLoss cannot run inside AdaptiveLayerLoss"):
+        trainer.train()
+
+
+def test_symmetric_directions_update_the_generator_once_per_step(tiny_st_model, tmp_path):
+    loss = SPACLLoss(tiny_st_model, generator_warmup_steps=0, directions=("query_to_doc", "doc_to_query"))
+    trainer = trainer_for(tiny_st_model, loss, tmp_path)
     trainer.train()
     assert trainer.state.global_step == 2 and loss.generator.steps == 2

@@ -83,6 +83,7 @@ def spacl_from_columns(
     content_ids: Tensor | None = None,
     dynamic_anchor: bool | None = None,
     return_stats: bool = True,
+    update_generator: bool = True,
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """SPACL loss and statistics of column-major embeddings.
 
@@ -100,6 +101,7 @@ def spacl_from_columns(
         dynamic_anchor: ``None`` means on for the labelled format and interchangeable views (every view is the
             same input) and off for columns (the anchor stays on the query side of asymmetric pairs).
         return_stats: compute the activity statistics (an empty dict otherwise: a trainer asks on logging steps).
+        update_generator: let this call update the adversarial generator (see :meth:`SPACLCriterion.forward`).
 
     Shape:
         - embeddings: ``[K, B, D]``, K = ``layout.num_columns``; content_ids: ``[K, B]``; labels: ``[B]``
@@ -143,6 +145,7 @@ def spacl_from_columns(
         dynamic_anchor=use_dynamic_anchor,
         candidate_view_mask=candidate_view_mask,
         return_stats=return_stats,
+        update_generator=update_generator,
     )
     return result if return_stats else (result, {})
 

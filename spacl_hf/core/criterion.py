@@ -411,6 +411,7 @@ class SPACLCriterion(nn.Module):
         candidate_view_mask: Tensor | Sequence[bool] | None = None,
         gather: Gather | None = None,
         return_stats: bool = False,
+        update_generator: bool = True,
     ) -> Tensor | tuple[Tensor, dict[str, Tensor]]:
         """Compute the SPACL loss of a batch (see the class docstring for shapes).
 
@@ -428,6 +429,9 @@ class SPACLCriterion(nn.Module):
             gather: process group to gather candidates over; defaults to ``torch.distributed`` when
                 ``gather_across_devices`` is set, else none.
             return_stats: also return a dict of detached statistics.
+            update_generator: let this call update the adversarial generator (in training, with gradients). A
+                wrapper that scores one batch several times with embeddings of one size (``AdaptiveLayerLoss``'s
+                layers, the reverse direction) passes ``False`` to the extra calls: one update per training step.
         """
         diagnose = return_stats or not self._diagnosed
         check_tensor("views", views, ndim=3, floating=True, finite=diagnose)
@@ -468,6 +472,7 @@ class SPACLCriterion(nn.Module):
             loss, stats = self._compute(
                 views, view_mask, labels, negatives, negative_mask, view_ids, negative_ids, extra_negatives,
                 use_dynamic_anchor, candidate_columns, candidate_view_mask, gather, return_stats, diagnose,
+                update_generator,
             )  # fmt: skip
         self._diagnosed = True
         return (loss, stats) if return_stats else loss
@@ -524,6 +529,7 @@ class SPACLCriterion(nn.Module):
         gather: Gather | None,
         return_stats: bool,
         diagnose: bool,
+        update_generator: bool = True,
     ) -> tuple[Tensor, dict[str, Tensor]]:
         batch, num_views, _ = views.shape
         device = views.device
@@ -583,7 +589,7 @@ class SPACLCriterion(nn.Module):
         for index, (anchor_view, anchors, positives) in enumerate(selections):
             part, stats = self._anchor_loss(
                 anchors, anchor_view, positives, bank, shared_bank, shared_mask, ids, view_ids is None,
-                normalizer, gathered, offset, world, update_generator=index == 0, return_stats=return_stats,
+                normalizer, gathered, offset, world, update_generator=update_generator and index == 0, return_stats=return_stats,
                 diagnose=diagnose,
             )  # fmt: skip
             loss = part if loss is None else loss + part

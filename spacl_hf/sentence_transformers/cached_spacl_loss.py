@@ -13,7 +13,7 @@ from torch import Tensor
 from spacl_hf.core import ColumnLayout
 from spacl_hf.core.checks import check_int
 
-from .spacl_loss import SPACLLoss
+from .spacl_loss import SPACLLoss, inside_adaptive_layer_loss
 
 GRADCACHE_CITATION = """
 @misc{gao2021scaling,
@@ -93,6 +93,13 @@ class CachedSPACLLoss(CachedLossMixin, SPACLLoss):
         self._batch: tuple[Tensor | None, list[Tensor] | None, ColumnLayout] | None = None
 
     def forward(self, sentence_features: Iterable[dict[str, Tensor]], labels: Tensor | None) -> Tensor:
+        if inside_adaptive_layer_loss(self.model):
+            raise ValueError(
+                "CachedSPACLLoss cannot run inside AdaptiveLayerLoss or Matryoshka2dLoss: their layer passes need "
+                "every layer's embeddings of the whole batch, which the cached mini-batch passes do not keep "
+                "(sentence-transformers' cached losses have the same limit). Use SPACLLoss inside them, or "
+                "MatryoshkaLoss(CachedSPACLLoss(...)) for truncated dimensions alone."
+            )
         sentence_features = list(sentence_features)
         layout = self.layout(len(sentence_features), labels)
         # content ids before any forward pass: modules may edit the features in place while embedding

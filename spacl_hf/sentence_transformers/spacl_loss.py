@@ -36,6 +36,25 @@ def check_directions(directions: Sequence[str]) -> tuple[str, ...]:
     return directions
 
 
+def adaptive_layer_pass(model: Any) -> bool:
+    """Whether ``model`` is being scored by ``AdaptiveLayerLoss`` on an earlier layer's cached embeddings (its
+    ``TransformerDecorator`` then has a ``layer_idx``): that call repeats the step's batch."""
+    try:
+        first = model[0]
+    except (TypeError, IndexError, KeyError):
+        return False
+    return getattr(getattr(first, "forward", None), "layer_idx", None) is not None
+
+
+def inside_adaptive_layer_loss(model: Any) -> bool:
+    """Whether ``AdaptiveLayerLoss`` (or ``Matryoshka2dLoss``) has decorated ``model``'s transformer this step."""
+    try:
+        first = model[0]
+    except (TypeError, IndexError, KeyError):
+        return False
+    return type(getattr(first, "forward", None)).__name__ == "TransformerDecorator"
+
+
 class SPACLLoss(nn.Module):
     def __init__(
         self,
@@ -277,7 +296,9 @@ class SPACLLoss(nn.Module):
         columns = [sentence_features[0]] * self.num_views + sentence_features[1:]
         embeddings = embed_columns(self.model, columns)
         content_ids = self.content_ids(sentence_features)
-        return self.compute_loss_from_embeddings(embeddings, labels, content_ids, layout)
+        # AdaptiveLayerLoss scores earlier layers with the same batch: one generator update per step, on the last
+        update = not adaptive_layer_pass(self.model)
+        return self.compute_loss_from_embeddings(embeddings, labels, content_ids, layout, update_generator=update)
 
     def layout(self, num_columns: int, labels: Tensor | None) -> ColumnLayout:
         """Check the batch's columns and labels against the accepted formats."""
@@ -304,6 +325,7 @@ class SPACLLoss(nn.Module):
         labels: Tensor | None,
         content_ids: list[Tensor] | None = None,
         layout: ColumnLayout | None = None,
+        update_generator: bool = True,
     ) -> Tensor:
         """SPACL over embedded columns ``[anchor x num_views, positive columns..., negative columns...]``.
 
@@ -312,6 +334,7 @@ class SPACLLoss(nn.Module):
             labels: integer labels ``[B]`` in the single-column format, else ``None``.
             content_ids: one ``[B]`` id tensor per input column (anchor once), for duplicate masking.
             layout: the batch layout; derived from the columns when ``None``.
+            update_generator: let this call update the adversarial generator (once per training step).
         """
         if layout is None:
             layout = self.layout(len(embeddings) - self.num_views + 1, labels)
@@ -321,20 +344,23 @@ class SPACLLoss(nn.Module):
         reverse = "doc_to_query" in self.directions
         if reverse and labels is not None:
             raise ValueError("`directions` with 'doc_to_query' needs column data (anchor, positive, ...), not labels.")
-        loss = self._directed_loss(torch.stack(embeddings), layout, labels, ids)
+        loss = self._directed_loss(torch.stack(embeddings), layout, labels, ids, update_generator)
         if reverse:
             # the reverse direction: each document (first positive column) against the queries
             swapped = torch.stack([embeddings[1], embeddings[0]])
             swapped_ids = None if ids is None else ids[[1, 0]]
-            loss = (loss + self._directed_loss(swapped, self.layout(2, None), None, swapped_ids)) / 2
+            # the same generator: it learned from this step's pairs in the forward direction already
+            loss = (loss + self._directed_loss(swapped, self.layout(2, None), None, swapped_ids, False)) / 2
         return loss
 
     def _directed_loss(
-        self, columns: Tensor, layout: ColumnLayout, labels: Tensor | None, ids: Tensor | None
+        self, columns: Tensor, layout: ColumnLayout, labels: Tensor | None, ids: Tensor | None,
+        update_generator: bool = True,
     ) -> Tensor:
         record = self.training and torch.is_grad_enabled() and (self.statistics_due or self.statistics_every_step)
         loss, stats = spacl_from_columns(
-            self.criterion, columns, layout, labels, ids, dynamic_anchor=self.dynamic_anchor, return_stats=record
+            self.criterion, columns, layout, labels, ids, dynamic_anchor=self.dynamic_anchor, return_stats=record,
+            update_generator=update_generator,
         )
         if record:
             self.statistics.add(stats)
