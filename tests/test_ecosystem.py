@@ -157,3 +157,44 @@ def test_symmetric_directions_update_the_generator_once_per_step(tiny_st_model, 
     trainer = trainer_for(tiny_st_model, loss, tmp_path)
     trainer.train()
     assert trainer.state.global_step == 2 and loss.generator.steps == 2
+
+
+def _checkpointing_run(model_dir, output, matryoshka: bool, resume: str | None = None, steps: int = 4):
+    from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
+
+    transformer = Transformer(model_dir, max_seq_length=32)
+    model = SentenceTransformer(modules=[transformer, Pooling(transformer.get_embedding_dimension(), "mean")],
+                                device="cpu")  # fmt: skip
+    inner = SPACLLoss(model, generator_warmup_steps=0)
+    loss = MatryoshkaLoss(model, inner, [32, 16]) if matryoshka else inner
+    args = SentenceTransformerTrainingArguments(
+        output_dir=str(output), max_steps=steps, per_device_train_batch_size=8, learning_rate=1e-3, report_to="none",
+        save_strategy="steps", save_steps=2, use_cpu=True, seed=0, data_seed=0,
+    )  # fmt: skip
+    trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=Dataset.from_dict(PAIRS), loss=loss)
+    SPACLLoggingCallback.attach(trainer, inner)
+    trainer.train(resume_from_checkpoint=resume)
+    return inner
+
+
+@pytest.mark.parametrize("matryoshka", [False, True], ids=["plain", "matryoshka"])
+def test_resuming_a_sentence_transformers_checkpoint_resumes_the_generators(tiny_encoder_dir_no_dropout, tmp_path,
+                                                                            matryoshka):  # fmt: skip
+    whole = _checkpointing_run(tiny_encoder_dir_no_dropout, tmp_path / "whole", matryoshka)
+    checkpoint = tmp_path / "whole" / "checkpoint-2"
+    assert (checkpoint / "spacl_generator.pt").is_file()
+    resumed = _checkpointing_run(tiny_encoder_dir_no_dropout, tmp_path / "whole", matryoshka, resume=str(checkpoint))
+    generators = lambda loss: {"full": loss.generator, **dict(loss.criterion.truncated_generators)}  # noqa: E731
+    assert {k: g.steps for k, g in generators(resumed).items()} == {k: g.steps for k, g in generators(whole).items()}
+    assert all(g.steps == 4 for g in generators(resumed).values())  # was 2 each: restarted from scratch
+    for key, generator in generators(whole).items():
+        for p, q in zip(generator.parameters(), generators(resumed)[key].parameters()):
+            torch.testing.assert_close(p, q, atol=1e-5, rtol=1e-4)
+
+
+def test_resuming_without_the_generator_file_names_the_cause(tiny_encoder_dir_no_dropout, tmp_path):
+    _checkpointing_run(tiny_encoder_dir_no_dropout, tmp_path / "run", False)
+    checkpoint = tmp_path / "run" / "checkpoint-2"
+    (checkpoint / "spacl_generator.pt").unlink()  # as if the save was interrupted after the trainer's files
+    with pytest.raises(FileNotFoundError, match="save was interrupted before the generator was written"):
+        _checkpointing_run(tiny_encoder_dir_no_dropout, tmp_path / "run", False, resume=str(checkpoint))

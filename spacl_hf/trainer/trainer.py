@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import tempfile
 from typing import Any
 
 import torch
@@ -163,9 +164,10 @@ class SPACLTrainer(Trainer):
             path = os.path.join(folder, GENERATOR_STATE_NAME)
             if not os.path.isfile(path):
                 raise FileNotFoundError(
-                    f"{path} is missing: this checkpoint was not written by SPACLTrainer with a generator, so the "
-                    "adversarial generator cannot resume. Set spacl_adversarial_negatives=False or resume from a "
-                    "SPACLTrainer checkpoint."
+                    f"{path} is missing, so the adversarial generator cannot resume: the save was interrupted before "
+                    "the generator was written (the trainer's files come first), or the checkpoint was not written by "
+                    "SPACLTrainer with a generator. Resume from an earlier complete checkpoint, or set "
+                    "spacl_adversarial_negatives=False."
                 )
             self._load_generator_state(path)
         return super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
@@ -198,5 +200,8 @@ class _GeneratorCheckpointCallback(TrainerCallback):
         if not extra or not state.is_world_process_zero:  # identical on every process: rank 0 writes it
             return
         folder = os.path.join(args.output_dir, f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}")
-        if os.path.isdir(folder):
-            torch.save(extra, os.path.join(folder, GENERATOR_STATE_NAME))
+        if os.path.isdir(folder):  # atomically: a temporary file, then a rename
+            handle, temporary = tempfile.mkstemp(dir=folder, prefix=".spacl_generator.", suffix=".tmp")
+            os.close(handle)
+            torch.save(extra, temporary)
+            os.replace(temporary, os.path.join(folder, GENERATOR_STATE_NAME))
