@@ -115,6 +115,32 @@ def format_results(title: str, results: dict[str, dict[str, float]]) -> str:
     return "\n".join(lines)
 
 
+def validate_before_loading(data, spacl: SPACLArguments, training) -> None:
+    """Every argument that can be checked before the data and the model are loaded: fail in a second."""
+    import tempfile
+
+    from spacl_hf.core.checks import check_fraction, check_int, check_temperature
+
+    try:
+        check_temperature("--temperature", spacl.temperature)
+        check_fraction("--screening_mass", spacl.screening_mass)
+        check_int("--num_positives", spacl.num_positives, 1)
+        check_int("--num_views", spacl.num_views, 1)
+        check_int("--generator_warmup_steps", spacl.generator_warmup_steps, 0)
+        check_int("--max_seq_length", data.max_seq_length, 1)
+        if spacl.samples_per_intent:
+            check_int("--samples_per_intent", spacl.samples_per_intent, 2)
+    except ValueError as error:
+        raise SystemExit(f"error: {error}") from None
+    output = Path(training.output_dir)
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=output, prefix=".write_test"):
+            pass
+    except OSError as error:
+        raise SystemExit(f"error: --output_dir {str(output)!r} is not writable: {error}") from None
+
+
 def main(argv: list[str] | None = None) -> dict[str, object]:
     from accelerate import PartialState
     from sentence_transformers import (
@@ -129,6 +155,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     parser = HfArgumentParser((IntentArguments, SPACLArguments, SentenceTransformerTrainingArguments))
     parser.set_defaults(**training_defaults())
     data, spacl, training = parser.parse_args_into_dataclasses(args=argv)
+    validate_before_loading(data, spacl, training)
     if spacl.samples_per_intent:
         from spacl_hf import per_class_batch_sampler
 

@@ -73,6 +73,16 @@ def test_broken_generator_checkpoint_names_the_file(tiny_encoder_dir, tmp_path, 
         trainer._load_generator_state(str(path))
 
 
+def test_a_generator_checkpoint_of_another_size_names_the_file(tiny_encoder_dir, tmp_path):
+    from spacl_hf import AdversarialNegativeGenerator
+
+    trainer = make_trainer(tiny_encoder_dir, tmp_path / "out")
+    path = tmp_path / "spacl_generator.pt"
+    torch.save({"generator": AdversarialNegativeGenerator(7).state_dict()}, path)  # another embedding size
+    with pytest.raises(ValueError, match=r"spacl_generator\.pt holds a generator that does not fit"):
+        trainer._load_generator_state(str(path))
+
+
 def test_resuming_with_a_new_generator_lr_applies_it_and_warns(tiny_encoder_dir, tmp_path):
     old = make_trainer(tiny_encoder_dir, tmp_path / "a", spacl_generator_lr=1e-4)
     path = tmp_path / "spacl_generator.pt"

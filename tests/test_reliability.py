@@ -122,3 +122,26 @@ def test_per_class_sampler_covers_every_sample_of_imbalanced_classes():
         for i in batch:
             counts[labels[i]] = counts.get(labels[i], 0) + 1
         assert sorted(counts.values()) == [4, 4]
+
+
+def test_train_intent_ood_rejects_a_bad_temperature_and_an_unwritable_folder_before_loading(tmp_path, monkeypatch):
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
+    import train_intent_ood
+
+    monkeypatch.setattr(train_intent_ood, "load_splits", lambda data: (_ for _ in ()).throw(AssertionError("loaded")))
+    with pytest.raises(SystemExit, match="--temperature"):
+        train_intent_ood.main(["--output_dir", str(tmp_path / "out"), "--temperature", "0"])
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(SystemExit, match="not writable"):
+        train_intent_ood.main(["--output_dir", str(blocker / "out")])
+
+
+def test_a_bad_generator_lr_is_named_as_the_user_wrote_it(tiny_st_model):
+    from spacl_hf import SPACLLoss
+
+    with pytest.raises(ValueError, match="`generator_lr`"):
+        SPACLLoss(tiny_st_model, generator_lr=-1.0)

@@ -20,7 +20,7 @@ from spacl_hf.core import (
     SPACLCriterion,
     spacl_from_columns,
 )
-from spacl_hf.core.checks import check_bool, check_int
+from spacl_hf.core.checks import check_bool, check_int, check_positive_float
 
 
 DIRECTIONS = ("query_to_doc", "doc_to_query")
@@ -216,6 +216,9 @@ class SPACLLoss(nn.Module):
                 f"num_positive_columns={self.num_positive_columns}."
             )
         self.adversarial_negatives = check_bool("adversarial_negatives", adversarial_negatives)
+        check_positive_float("generator_lr", generator_lr)  # named as the user wrote it (the generator says `lr`)
+        check_int("generator_warmup_steps", generator_warmup_steps, 0)
+        check_int("generator_seed", generator_seed, 0)
         generator = None
         if self.adversarial_negatives:
             dim = model.get_embedding_dimension()

@@ -182,7 +182,13 @@ class SPACLTrainer(Trainer):
                 f"{path} is not a valid SPACL generator checkpoint (corrupted, truncated, or not written by "
                 f"SPACLTrainer; only tensors and plain containers are loaded): {type(error).__name__}: {error}"
             ) from None
-        self.criterion.generator.load_state_dict(generator_state)  # applies a changed lr, with a warning
+        try:
+            self.criterion.generator.load_state_dict(generator_state)  # applies a changed lr, with a warning
+        except (RuntimeError, KeyError, ValueError) as error:  # e.g. another embedding size or hidden width
+            raise ValueError(
+                f"{path} holds a generator that does not fit this run's (other embedding size or generator "
+                f"settings): {type(error).__name__}: {str(error)[:300]}"
+            ) from None
 
     def extra_state(self) -> dict[str, Any]:
         """What a checkpoint needs beyond the Trainer's own files: the adversarial generator."""
