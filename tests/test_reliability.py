@@ -145,3 +145,22 @@ def test_a_bad_generator_lr_is_named_as_the_user_wrote_it(tiny_st_model):
 
     with pytest.raises(ValueError, match="`generator_lr`"):
         SPACLLoss(tiny_st_model, generator_lr=-1.0)
+
+
+def test_similarity_screening_keeps_min_negatives_where_the_cosines_sum_to_nonpositive():
+    """The specification's rule (3.4), and the statistic that says how often it applies."""
+    anchor = torch.tensor([1.0, 0.0, 0.0])
+    positive = torch.tensor([0.9, 0.1, 0.0])
+    others = torch.tensor([[-0.2, 1.0, 0.0], [-0.5, 0.0, 1.0], [-0.9, 0.3, 0.0], [0.1, 0.0, 1.0]])
+    views = torch.stack([torch.stack([anchor, positive])] + [torch.stack([o, o]) for o in others])
+    for min_negatives in (1, 2):
+        criterion = SPACLCriterion(temperature=0.5, screening_weight="similarity", dynamic_anchor=False,
+                                   min_negatives=min_negatives, screening_mass=0.95)  # fmt: skip
+        _, stats = criterion(views, return_stats=True)
+        # sample 0's candidates: cosines sum to < 0, so only its min_negatives most similar stay
+        keep = relative_screen(
+            (torch.nn.functional.normalize(anchor, dim=0) @ torch.nn.functional.normalize(
+                others.repeat_interleave(2, 0), dim=1).T)[None], 0.95, min_negatives, weight="similarity")
+        # the most similar sample (index 3: two identical views, rows 6 and 7) only, ties kept, for 1 and 2
+        assert keep[0].nonzero().flatten().tolist() == [6, 7]
+        assert 0 < float(stats["nonpositive_similarity_total"]) <= 1

@@ -278,6 +278,8 @@ class SPACLCriterion(nn.Module):
         - ``generated_anchor_cosine``: median cosine of generated negatives to their anchor (before the guard);
           ``generated_guard_kept_fraction``: share the guard kept; ``generated_weight_fraction``: share of the
           kept negatives' softmax weight that generated ones hold; ``generated_negatives_per_anchor``.
+        - ``nonpositive_similarity_total``: share of anchors whose candidates' raw cosines sum to <= 0; under
+          ``screening_weight="similarity"`` they keep only ``min_negatives`` (the paper's rule read literally).
         - ``mean_positive_similarity``, ``mean_negative_similarity``, ``positive_spread``,
           ``positives_per_anchor``, ``anchors_with_positive``; the generator's losses and scores.
 
@@ -685,6 +687,9 @@ class SPACLCriterion(nn.Module):
         stats["anchor_not_first_view"] = (
             torch.zeros((), device=anchors.device) if isinstance(anchor_view, int) else (anchor_view != 0).float().mean()
         )
+        # anchors whose candidates' raw cosines sum to <= 0: "similarity" screening keeps only min_negatives there
+        cosine_total = (negative_logits.detach() * candidate).sum(dim=1)
+        stats["nonpositive_similarity_total"] = ((cosine_total <= 0) & candidate.any(dim=1)).float().mean()
         stats.update(positives.stats)
         stats["generated_negatives_per_anchor"] = (
             candidate[:, shared_mask.shape[1] :].float().sum(1).mean()
