@@ -237,3 +237,102 @@ def per_class_subset(dataset: Dataset, per_class: int | None, seed: int = 0, lab
         by_label.setdefault(label, []).append(index)
     keep = sorted(i for rows in by_label.values() for i in rng.sample(rows, min(per_class, len(rows))))
     return dataset.select(keep)
+
+
+STACKOVERFLOW_FILES = ("train.tsv", "dev.tsv", "test.tsv", "known_classes_seeds0-9.json")
+STACKOVERFLOW_CLASSES = 20
+
+
+def draw_known_classes(labels: list[str], known_ratio: float, seed: int) -> list[str]:
+    """The known classes of the open-intent literature's protocol (ADB, TEXTOIR, DA-ADB, MOGB): the code seeds
+    numpy's global generator with ``seed`` and draws ``round(len(labels) * known_ratio)`` of the sorted labels
+    without replacement. A fresh legacy ``RandomState(seed)`` makes the same draw without touching global state.
+
+    Args:
+        labels: every class name (sorted here).
+        known_ratio: fraction in (0, 1).
+        seed: the protocol's seed.
+
+    Returns:
+        The known classes in drawing order (the order the protocol numbers them in).
+
+    Example:
+        >>> draw_known_classes([f"c{i}" for i in range(4)], 0.5, seed=0)
+        ['c2', 'c3']
+    """
+    import numpy as np
+
+    count = round(len(labels) * _check_ratio(known_ratio))
+    return [str(c) for c in np.random.RandomState(seed).choice(sorted(labels), count, replace=False)]
+
+
+def load_stackoverflow(data_dir: str | Path | None = None, known_ratio: float = 0.25, seed: int = 0) -> OpenIntentSplits:
+    """StackOverflow open intent detection (Xu et al., 2015; splits of ADB / TEXTOIR): 20 tag classes of question
+    titles, 12,000 / 2,000 / 6,000 rows, in the literature's protocol exactly.
+
+    - Known classes: the shipped list of ``known_classes_seeds0-9.json`` for ``(known_ratio, seed)``; other
+      ratios and seeds are drawn as the protocol's code draws them (:func:`draw_known_classes`).
+    - ``train`` and ``validation`` (the ``dev.tsv`` rows) hold known classes only: no open example is seen before
+      test. ``test`` holds all 6,000 rows, every unknown class relabelled :data:`OOD_LABEL`.
+    - Files are read with ``quoting=csv.QUOTE_NONE`` (titles keep their literal quotes), as the protocol's code reads
+      them; a row without exactly a text and a label is an error naming the file and line.
+
+    Args:
+        data_dir: the folder holding ``stackoverflow/`` (default: ``../shared/data`` or ``$SPACL_DATA_DIR``); an
+            explicit folder never falls back to the default.
+        known_ratio: 0.25 or 0.75 in the published tables (5 or 15 known classes); any fraction in (0, 1) works.
+        seed: 0-9 in the published tables (means over the ten).
+
+    Returns:
+        :class:`OpenIntentSplits` named ``stackoverflow-<percent>%``; labels 0 .. K-1 follow the drawing order.
+
+    Raises:
+        FileNotFoundError: when a file is missing.
+        ValueError: on a ``known_ratio`` outside (0, 1), a bad row, or a shipped list that disagrees with the draw.
+
+    Example:
+        >>> splits = load_stackoverflow(known_ratio=0.25, seed=0)  # doctest: +SKIP
+        >>> splits  # doctest: +SKIP
+        OpenIntentSplits(stackoverflow-25%: 5 known intents, train 3000, validation 500 (0 OOD), test 6000 (4500 OOD))
+    """
+    known_ratio = _check_ratio(known_ratio)
+    if known_ratio == 1:
+        raise ValueError("`known_ratio` must be below 1 for open intent detection (0.25 or 0.75 in the literature).")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"`seed` must be an integer >= 0, got {seed!r}.")
+    folder = _folder(data_dir, "stackoverflow", STACKOVERFLOW_FILES)
+    splits = {name: _read_labelled_tsv(folder / f"{name}.tsv") for name in ("train", "dev", "test")}
+    labels = sorted({label for _, label in splits["train"]})
+    if len(labels) != STACKOVERFLOW_CLASSES:
+        raise ValueError(f"{folder / 'train.tsv'} holds {len(labels)} classes, expected {STACKOVERFLOW_CLASSES}.")
+    drawn = draw_known_classes(labels, known_ratio, seed)
+    shipped = json.loads((folder / "known_classes_seeds0-9.json").read_text(encoding="utf-8"))["lists"]
+    listed = shipped.get(f"{known_ratio:g}/seed{seed}")
+    if listed is not None and listed != drawn:
+        raise ValueError(
+            f"{folder / 'known_classes_seeds0-9.json'} lists {listed} for ratio {known_ratio:g} seed {seed}, but the "
+            f"protocol's draw gives {drawn}: the file or numpy's legacy generator changed."
+        )
+    known = {label: index for index, label in enumerate(drawn)}
+    return OpenIntentSplits(
+        train=_to_dataset(splits["train"], known, keep_unknown=False),
+        validation=_to_dataset(splits["dev"], known, keep_unknown=False),
+        test=_to_dataset(splits["test"], known, keep_unknown=True),
+        known_intents=drawn,
+        name=f"stackoverflow-{round(100 * known_ratio)}%",
+    )
+
+
+def _read_labelled_tsv(path: Path) -> list[tuple[str, str]]:
+    """(text, label) rows of a ``text<TAB>label`` file read without quote handling; every row is checked."""
+    with path.open(encoding="utf-8", newline="") as handle:
+        reader = csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
+        header = next(reader, None)
+        if header != ["text", "label"]:
+            raise ValueError(f"{path}:1: expected the header 'text<TAB>label', got {header!r}.")
+        rows = []
+        for line, row in enumerate(reader, start=2):
+            if len(row) != 2 or not row[0] or not row[1]:
+                raise ValueError(f"{path}:{line}: expected a non-empty text and label separated by one TAB, got {row!r}.")
+            rows.append((row[0], row[1]))
+    return rows

@@ -206,3 +206,72 @@ def evaluate_splits(
     (train_x, train_y), (val_x, val_y), (test_x, test_y) = parts
     return evaluate_open_intent(train_x, train_y, val_x, val_y, test_x, test_y, scorers, threshold_strategy,
                                 return_scores)  # fmt: skip
+
+
+def evaluate_known_only(
+    encode: Callable[[list[str]], Tensor],
+    splits: OpenIntentSplits,
+    scorers: list[OODScorer] | None = None,
+    bank: Any | None = None,
+    target_tpr: float = 0.95,
+    final: bool = False,
+) -> dict[str, dict[str, Any]]:
+    """Open intent detection when no open example may be seen before test (StackOverflow's protocol: train and
+    validation hold known classes only).
+
+    The rule, the same for every embedding method: each scorer is fitted on the known-class training rows
+    (``bank``); its threshold keeps ``target_tpr`` of the known-class validation rows (a query scoring above it
+    is open). Validation therefore reports only known-class quality (accuracy with and without the rejection);
+    ``splits.test`` is not read at all unless ``final`` is true.
+
+    Args:
+        encode: texts -> embeddings, e.g. :func:`encoder_of` ``(model)``.
+        splits: train and validation of known classes only; test with the open class as :data:`OOD_LABEL`.
+        scorers: default :func:`default_scorers` (centroid cosine, kNN, Mahalanobis).
+        bank: the training rows the scorers are fitted on (default ``splits.train``).
+        target_tpr: share of known-class validation queries the threshold accepts.
+        final: also score the test split (the final table only).
+
+    Returns:
+        ``{scorer.name: {"validation": {"accuracy", "accepted_accuracy", "threshold"}, "test": {...}}}``; the test
+        part (``final`` only) holds ``ood_f1`` (F1-OOD), ``known_macro_f1`` (F1-IND), ``macro_f1`` (F1 over K+1),
+        ``accuracy``, ``in_scope_accuracy``, ``ood_recall``, ``auroc`` and ``fpr_at_95_tpr``.
+
+    Raises:
+        ValueError: when the validation split holds open rows (it would leak them into the rule).
+
+    Example:
+        >>> results = evaluate_known_only(encoder_of(model), load_stackoverflow(), final=True)  # doctest: +SKIP
+        >>> results["centroid_cosine"]["test"]["ood_f1"]  # doctest: +SKIP
+        0.83...
+    """
+    validation_labels = torch.tensor(list(splits.validation["label"]))
+    if bool((validation_labels == OOD_LABEL).any()):
+        raise ValueError("`splits.validation` holds open (OOD) rows; this protocol sees known classes only before test.")
+    bank = splits.train if bank is None else bank
+    bank_x, bank_y = encode(list(bank["text"])), torch.tensor(list(bank["label"]))
+    validation_x = encode(list(splits.validation["text"]))
+    test_x = test_y = None
+    if final:
+        test_x, test_y = encode(list(splits.test["text"])), torch.tensor(list(splits.test["label"]))
+    detection, classification = (load_metric("ood_detection"), load_metric("open_intent")) if final else (None, None)
+    results: dict[str, dict[str, Any]] = {}
+    for scorer in scorers if scorers is not None else default_scorers():
+        scorer.fit(bank_x, bank_y)
+        scores, predictions = scorer.score_and_predict(validation_x)
+        threshold = choose_threshold(scores, torch.zeros_like(validation_labels, dtype=torch.bool), strategy="tpr",
+                                     target_tpr=target_tpr)  # fmt: skip
+        correct = predictions == validation_labels
+        entry: dict[str, Any] = {"validation": {
+            "accuracy": float(correct.double().mean()),
+            "accepted_accuracy": float((correct & (scores <= threshold)).double().mean()),
+            "threshold": threshold,
+        }}  # fmt: skip
+        if final:
+            scores, predictions = scorer.score_and_predict(test_x)
+            decided = torch.where(scores > threshold, torch.full_like(predictions, OOD_LABEL), predictions)
+            metrics = detection.compute(scores=scores.tolist(), references=(test_y == OOD_LABEL).long().tolist())
+            metrics.update(classification.compute(predictions=decided.tolist(), references=test_y.tolist()))
+            entry["test"] = metrics
+        results[scorer.name] = entry
+    return results

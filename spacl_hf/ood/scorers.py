@@ -233,6 +233,48 @@ class MahalanobisScorer(OODScorer):
         return f"MahalanobisScorer(shrinkage={self.shrinkage}, normalize={self.normalize})"
 
 
+class MaxSoftmaxScorer(OODScorer):
+    """Maximum softmax probability (Hendrycks & Gimpel, 2017) of a classifier trained with the encoder: score =
+    minus the largest class probability; prediction = its class. The baseline of a cross-entropy model.
+
+    Args:
+        classifier: maps raw (not normalised) embeddings ``[M, D]`` to logits ``[M, K]``, e.g. the ``nn.Linear``
+            head trained with the encoder; it runs in float64 on a copy of its weights, without gradients.
+
+    Raises:
+        ValueError: in ``fit`` when the classifier's logits do not have one column per training class.
+
+    Example:
+        >>> head = torch.nn.Linear(2, 2, bias=False)
+        >>> _ = head.weight.data.copy_(torch.eye(2))
+        >>> MaxSoftmaxScorer(head).fit(torch.eye(2), torch.tensor([0, 1])).predict(torch.tensor([[0.1, 3.0]]))
+        tensor([1])
+    """
+
+    name = "max_softmax"
+
+    def __init__(self, classifier: torch.nn.Module) -> None:
+        super().__init__(normalize=False)
+        if not callable(classifier):
+            raise ValueError(f"`classifier` must map embeddings to logits, got {type(classifier).__name__}.")
+        import copy
+
+        self.classifier = copy.deepcopy(classifier).double().eval() if isinstance(classifier, torch.nn.Module) else classifier
+
+    def _logits(self, x: Tensor) -> Tensor:
+        with torch.no_grad():
+            return self.classifier(x)
+
+    def _fit(self, x: Tensor, labels: Tensor) -> None:
+        columns = self._logits(x[:1]).shape[-1]
+        if columns != self.num_classes:
+            raise ValueError(f"`classifier` gives {columns} logits, the training labels hold {self.num_classes} classes.")
+
+    def _score_predict(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        best, predicted = self._logits(x).softmax(dim=-1).max(dim=1)
+        return -best, predicted
+
+
 def default_scorers() -> list[OODScorer]:
     """The three scorers of the benchmark, with their default settings.
 
