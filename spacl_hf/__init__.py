@@ -32,6 +32,7 @@ _LAZY = {
     "EmbeddingModel": "spacl_hf.trainer",
     "PerClassBatchSampler": "spacl_hf.common.samplers",
     "per_class_batch_sampler": "spacl_hf.common.samplers",
+    "group_views": "spacl_hf.captions",
 }
 
 __all__ = [
