@@ -144,3 +144,16 @@ def test_train_image_defaults_are_the_recipe_the_image_study_chose():
     budget = report["budget"]
     assert (defaults["per_device_train_batch_size"], defaults["max_steps"]) == (budget["batch_size"], budget["steps"])
     assert defaults["learning_rate"] == budget["lr"] and image_args.embedding_dim == budget["embedding_dim"]
+
+
+@pytest.mark.skipif(find_data_dir() is None or not (find_data_dir() / "flickr30k").is_dir(), reason="no Flickr30k")
+def test_train_captions_main_runs_two_steps(tiny_encoder_dir, tmp_path):
+    args = ["--model_name_or_path", tiny_encoder_dir, "--max_steps", "2", "--max_train_images", "40",
+            "--max_eval_images", "20", "--num_views", "3", "--texts_per_step", "12", "--output_dir", str(tmp_path),
+            "--use_cpu", "true", "--generator_warmup_steps", "0"]  # fmt: skip
+    scores = load_example("train_captions").main(args)
+    assert scores["steps"] == 2 and scores["train_images"] <= 40
+    assert set(scores["after"]) == {"flickr_validation_map", "flickr_validation_recall_at_1", "stsb_dev_spearman"}
+    assert json.loads((tmp_path / "scores.json").read_text()) == scores
+    with pytest.raises(SystemExit, match="multiple of --num_views"):
+        load_example("train_captions").main(args[:-2] + ["--texts_per_step", "13"])
