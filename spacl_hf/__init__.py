@@ -19,7 +19,7 @@ from .core import (
     spacl_loss,
 )
 
-__version__ = "0.1.0"
+__version__ = "0.2.0.dev0"
 
 # public name -> module that defines it; each integration module imports its own library on first use
 _LAZY = {

@@ -23,6 +23,7 @@ PUBLIC_MODULES = [
     "spacl_hf.vision",
     "spacl_hf.diagnostics",
     "spacl_hf.ood",
+    "spacl_hf.captions",
 ]
 
 

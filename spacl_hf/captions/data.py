@@ -57,7 +57,7 @@ def load_flickr30k(split: str = "train", data_dir: str | Path | None = None) -> 
         ValueError: on an unknown split or files whose line counts disagree (the message names the file).
         FileNotFoundError: when a file is missing.
 
-    Example:
+    Examples:
         >>> len(load_flickr30k("validation"))  # doctest: +SKIP
         5070
     """
@@ -89,6 +89,9 @@ def load_coco_captions(data_dir: str | Path | None = None) -> Dataset:
     """COCO val2017 captions (Lin et al., 2014; Chen et al., 2015): 5,000 images, 25,014 captions (4,987 images
     with 5, 12 with 6, 1 with 7), CC BY 4.0. Out of domain for Flickr30k.
 
+    Args:
+        data_dir: the folder holding ``coco/`` (default ``../shared/data`` or ``$SPACL_DATA_DIR``).
+
     Returns:
         ``Dataset`` with ``image`` (COCO image id), ``caption_id`` (the annotation id CxC refers to), ``caption``;
         in the file's order.
@@ -96,6 +99,11 @@ def load_coco_captions(data_dir: str | Path | None = None) -> Dataset:
     Raises:
         FileNotFoundError: when ``coco/captions_val2017.json`` is missing.
         ValueError: when an annotation lacks a field or has an empty caption (naming its position).
+
+    Examples:
+        >>> coco = load_coco_captions()  # doctest: +SKIP
+        >>> len(coco), len(set(coco["image"]))  # doctest: +SKIP
+        (25014, 5000)
     """
     path = _need(_folder(data_dir, "coco") / "captions_val2017.json")
     annotations = json.loads(path.read_text(encoding="utf-8"))["annotations"]
@@ -124,6 +132,10 @@ def load_cxc(split: str = "validation", data_dir: str | Path | None = None) -> D
 
     Raises:
         ValueError: on an unknown split or a malformed row (naming the file and line).
+
+    Examples:
+        >>> len(load_cxc("test"))  # doctest: +SKIP
+        3222
     """
     if split not in CXC_SPLITS:
         raise ValueError(f"`split` must be one of {list(CXC_SPLITS)}, got {split!r}.")
@@ -154,7 +166,15 @@ def load_cxc(split: str = "validation", data_dir: str | Path | None = None) -> D
 
 
 def normalize_text(text: str) -> str:
-    """Lower case, letters and digits only, single spaces: the key of the overlap filter."""
+    """Lower case, letters and digits only, single spaces: the key of the overlap filter.
+
+    Args:
+        text: any string.
+
+    Examples:
+        >>> normalize_text("A Dog, running!")
+        'a dog running'
+    """
     return " ".join(re.sub(r"[^0-9a-z]+", " ", text.lower()).split())
 
 
@@ -162,10 +182,18 @@ def drop_overlapping(dataset: Dataset, text_column: str, evaluation_texts: Itera
     """``dataset`` without the rows whose text (normalised: :func:`normalize_text`) occurs in ``evaluation_texts``,
     and how many rows were dropped; train on the first so no evaluation sentence was seen in training.
 
-    Example:
+    Args:
+        dataset: the training rows.
+        text_column: the column compared.
+        evaluation_texts: every sentence of the evaluation sets.
+
+    Raises:
+        ValueError: when ``text_column`` is not a column of ``dataset``.
+
+    Examples:
         >>> rows = Dataset.from_dict({"caption": ["A dog runs.", "A cat sleeps."]})
         >>> kept, dropped = drop_overlapping(rows, "caption", ["a dog  runs"])
-        >>> kept["caption"], dropped
+        >>> list(kept["caption"]), dropped
         (['A cat sleeps.'], 1)
     """
     if text_column not in dataset.column_names:

@@ -32,7 +32,7 @@ def sibling_retrieval(embeddings: Tensor, groups: Sequence[Any], chunk_size: int
     Raises:
         ValueError: on a length mismatch, non-finite embeddings, or a group of one row.
 
-    Example:
+    Examples:
         >>> x = torch.tensor([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.1, 0.9]])
         >>> sibling_retrieval(x, ["a", "a", "b", "b"])["map"]
         1.0
@@ -68,13 +68,18 @@ def sibling_retrieval(embeddings: Tensor, groups: Sequence[Any], chunk_size: int
 def similarity_spearman(first: Tensor, second: Tensor, scores: Sequence[float]) -> float:
     """Spearman correlation between the cosine of paired embeddings and human similarity ``scores`` (STS-B, CxC).
 
+    Args:
+        first: embeddings of the first sentence of each pair.
+        second: embeddings of the second sentence.
+        scores: the human similarity of each pair.
+
     Shape:
         - first, second: ``[N, D]``; scores: ``N``
 
     Raises:
         ValueError: on mismatched lengths or fewer than two pairs.
 
-    Example:
+    Examples:
         >>> a = torch.tensor([[1.0, 0.0], [1.0, 0.0], [1.0, 0.0]])
         >>> b = torch.tensor([[1.0, 0.0], [1.0, 1.0], [0.0, 1.0]])
         >>> similarity_spearman(a, b, [5.0, 2.5, 0.0])
@@ -91,13 +96,39 @@ def similarity_spearman(first: Tensor, second: Tensor, scores: Sequence[float]) 
 
 def evaluate_retrieval(encode: Callable[[list[str]], Tensor], dataset: Any, group_column: str = "image",
                        text_column: str = "caption") -> dict[str, float]:  # fmt: skip
-    """:func:`sibling_retrieval` on a one-row-per-caption dataset embedded by ``encode`` (texts -> ``[N, D]``)."""
+    """:func:`sibling_retrieval` on a one-row-per-caption dataset embedded by ``encode``.
+
+    Args:
+        encode: texts -> embeddings, e.g. ``spacl_hf.ood.encoder_of(model)``.
+        dataset: one row per caption with ``group_column`` and ``text_column``.
+        group_column: the image (group) of each caption.
+        text_column: the caption.
+
+    Shape:
+        - ``encode(texts)``: ``[len(texts), D]``
+
+    Examples:
+        >>> evaluate_retrieval(encode, load_flickr30k("validation"))["map"]  # doctest: +SKIP
+        0.53...
+    """
     return sibling_retrieval(encode(list(dataset[text_column])), list(dataset[group_column]))
 
 
 def evaluate_similarity(encode: Callable[[list[str]], Tensor], dataset: Any) -> float:
     """:func:`similarity_spearman` on a ``sentence1`` / ``sentence2`` / ``score`` dataset; each distinct sentence is
-    embedded once."""
+    embedded once.
+
+    Args:
+        encode: texts -> embeddings.
+        dataset: pairs with ``sentence1``, ``sentence2`` and ``score``.
+
+    Shape:
+        - ``encode(texts)``: ``[len(texts), D]``
+
+    Examples:
+        >>> evaluate_similarity(encode, load_cxc("test"))  # doctest: +SKIP
+        0.7...
+    """
     texts = list(dict.fromkeys(list(dataset["sentence1"]) + list(dataset["sentence2"])))
     embedded = encode(texts)
     row = {text: i for i, text in enumerate(texts)}

@@ -60,7 +60,7 @@ def group_views(
         ValueError: on a missing column, ``num_views < 2``, an unknown ``short_groups``, or a short group under
             ``"error"``.
 
-    Example:
+    Examples:
         >>> rows = Dataset.from_dict({"image": [1, 1, 1, 2, 2, 2], "caption": list("abcdef")})
         >>> grouped = group_views(rows, "image", "caption", num_views=2, seed=0)
         >>> grouped.column_names, len(grouped)

@@ -26,7 +26,7 @@ def pool_embeddings(outputs: Any, attention_mask: Tensor | None, pooling: str) -
         - ``last_hidden_state``: ``[N, L, H]`` (tokens) or ``[N, C, h, w]`` (feature maps)
         - output: ``[N, H]`` or ``[N, C]``
 
-    Example:
+    Examples:
         >>> from types import SimpleNamespace
         >>> hidden = torch.tensor([[[1.0, 0.0], [3.0, 2.0], [9.0, 9.0]]])  # 1 text, 3 tokens (last one padding)
         >>> pool_embeddings(SimpleNamespace(last_hidden_state=hidden), torch.tensor([[1, 1, 0]]), "mean")
@@ -95,7 +95,7 @@ class EmbeddingModel(nn.Module):
     Raises:
         ValueError: for a ``projection_dim`` when the backbone's config does not tell its hidden size.
 
-    Example:
+    Examples:
         >>> from transformers import AutoModel, ResNetConfig  # doctest: +SKIP
         >>> config = ResNetConfig(embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1])  # doctest: +SKIP
         >>> model = EmbeddingModel(AutoModel.from_config(config), pooling="pooler", projection_dim=32)  # doctest: +SKIP

@@ -44,7 +44,7 @@ class PerClassBatchSampler(Sampler[list[int]]):
             ``per_class < 2``, for a non-integer label, or when fewer than two batches' worth of classes
             have ``per_class`` samples.
 
-    Example:
+    Examples:
         >>> sampler = PerClassBatchSampler([0, 0, 1, 1, 2, 2, 3, 3], batch_size=4, per_class=2, seed=0)
         >>> [sorted(batch) for batch in sampler]  # doctest: +SKIP
         [[0, 1, 6, 7], [2, 3, 4, 5]]
@@ -138,7 +138,7 @@ def per_class_batch_sampler(per_class: int, label_column: str | None = None) -> 
     Raises:
         ValueError: (when the trainer calls it) for a dataset without the label column.
 
-    Example:
+    Examples:
         >>> from sentence_transformers import SentenceTransformerTrainingArguments  # doctest: +SKIP
         >>> args = SentenceTransformerTrainingArguments(  # doctest: +SKIP
         ...     output_dir="out", per_device_train_batch_size=64, batch_sampler=per_class_batch_sampler(4))

@@ -28,7 +28,7 @@ def will_log_step(args: Any, state: Any) -> bool:
     ``logging_first_step``. With ``logging_strategy="epoch"`` every step counts (the log is the epoch's mean); with
     ``"no"`` none does.
 
-    Example:
+    Examples:
         >>> from types import SimpleNamespace as NS
         >>> args = NS(logging_strategy="steps", logging_first_step=False)
         >>> [will_log_step(args, NS(global_step=g, logging_steps=10)) for g in (8, 9, 10)]

@@ -24,7 +24,7 @@ def view_hardness(views: Tensor, view_mask: Tensor | None = None) -> Tensor:
     Raises:
         ValueError: on a wrong rank, dtype, shape or non-finite values.
 
-    Example:
+    Examples:
         >>> views = torch.tensor([[[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]]])  # the third view is the odd one out
         >>> view_hardness(views)
         tensor([[0.5000, 0.5000, 1.0000]])
@@ -70,7 +70,7 @@ def dynamic_anchor(views: Tensor, view_mask: Tensor | None = None) -> Tensor:
     Raises:
         ValueError: on a wrong rank, dtype, shape or non-finite values.
 
-    Example:
+    Examples:
         >>> views = torch.nn.functional.normalize(torch.randn(8, 4, 16), dim=-1)
         >>> dynamic_anchor(views).shape
         torch.Size([8])

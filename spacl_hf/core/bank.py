@@ -23,7 +23,7 @@ def content_hash(rows: Tensor) -> Tensor:
     (sign bits flipped in an even number of elements) to the same id. Distinct rows collide with probability about
     2**-64 per pair; identical rows always share the id.
 
-    Example:
+    Examples:
         >>> u = torch.randn(2, 8, dtype=torch.float64)
         >>> bool(content_hash(u)[0] != content_hash(-u)[0]), bool(content_hash(u.clone())[0] == content_hash(u)[0])
         (True, True)

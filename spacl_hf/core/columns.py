@@ -35,7 +35,7 @@ class ColumnLayout:
     Raises:
         ValueError: from :meth:`for_batch`, when a batch matches none of :data:`ACCEPTED_FORMATS`.
 
-    Example:
+    Examples:
         >>> layout = ColumnLayout.for_batch(num_columns=3, has_labels=False)  # (anchor, positive, negative)
         >>> layout.pool_size, layout.num_columns, layout.negative_columns
         (2, 3, 1)
@@ -109,7 +109,7 @@ def spacl_from_columns(
     Raises:
         ValueError: when the number of columns does not match the layout.
 
-    Example:
+    Examples:
         >>> columns = torch.randn(2, 8, 16)  # (anchor, positive) embeddings of 8 pairs
         >>> loss, stats = spacl_from_columns(SPACLCriterion(), columns, ColumnLayout(1, 1, 0, uses_labels=False))
         >>> loss.ndim, 0 < float(stats["kept_negative_fraction"]) <= 1
@@ -153,7 +153,7 @@ def spacl_from_columns(
 class RunningStatistics:
     """Sums of SPACL's per-step statistics, kept as tensors (no device sync per step) until read.
 
-    Example:
+    Examples:
         >>> running = RunningStatistics()
         >>> running.add({"kept_negative_fraction": torch.tensor(0.5)})
         >>> running.add({"kept_negative_fraction": torch.tensor(0.25)})

@@ -41,7 +41,7 @@ def mix64(z: Tensor) -> Tensor:
 def counter_uniform(seed: int, counter: Tensor, count: int) -> Tensor:
     """``count`` float32 uniforms in (0, 1) drawn at ``counter`` (an int64 0-dim tensor, on the output's device).
 
-    Example:
+    Examples:
         >>> counter = torch.zeros((), dtype=torch.int64)
         >>> a, b = counter_uniform(0, counter, 4), counter_uniform(0, counter + 1, 4)
         >>> bool((a > 0).all() and (a < 1).all()), torch.equal(a, counter_uniform(0, counter, 4)), torch.equal(a, b)
@@ -56,7 +56,7 @@ def counter_uniform(seed: int, counter: Tensor, count: int) -> Tensor:
 def counter_normal(seed: int, counter: Tensor, rows: int, cols: int) -> Tensor:
     """``[rows, cols]`` standard normal float32 draws at ``counter`` (inverse CDF of :func:`counter_uniform`).
 
-    Example:
+    Examples:
         >>> z = counter_normal(0, torch.zeros((), dtype=torch.int64), 1000, 8)
         >>> abs(float(z.mean())) < 0.05, abs(float(z.std()) - 1) < 0.05
         (True, True)

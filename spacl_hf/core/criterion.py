@@ -292,7 +292,7 @@ class SPACLCriterion(nn.Module):
     Raises:
         ValueError: on an invalid setting (the message names it and the accepted values) or malformed inputs.
 
-    Example:
+    Examples:
         >>> criterion = SPACLCriterion(temperature=0.1, screening_weight="similarity")
         >>> views = torch.randn(16, 4, 32, requires_grad=True)
         >>> loss, stats = criterion(views, return_stats=True)
@@ -364,7 +364,7 @@ class SPACLCriterion(nn.Module):
         Raises:
             ValueError: for a size larger than the generator's.
 
-        Example:
+        Examples:
             >>> criterion = SPACLCriterion(generator=AdversarialNegativeGenerator(64))
             >>> criterion.generator_for(16).embedding_dim, criterion.generator_for(64) is criterion.generator
             (16, True)

@@ -21,7 +21,7 @@ def is_distributed() -> bool:
 def get_rank() -> int:
     """Rank of this process, ``0`` outside ``torch.distributed``.
 
-    Example:
+    Examples:
         >>> get_rank()  # a single process
         0
     """
@@ -31,7 +31,7 @@ def get_rank() -> int:
 def get_world_size() -> int:
     """Number of processes, ``1`` outside ``torch.distributed``.
 
-    Example:
+    Examples:
         >>> get_world_size()  # a single process
         1
     """
@@ -74,7 +74,7 @@ def all_gather_with_grad(tensor: Tensor) -> Tensor:
         - tensor: ``[B, ...]``
         - output: ``[world_size * B, ...]``
 
-    Example:
+    Examples:
         >>> rows = torch.randn(4, 8, requires_grad=True)
         >>> all_gather_with_grad(rows).shape  # one process: unchanged; under torchrun: [world_size * 4, 8]
         torch.Size([4, 8])
@@ -95,7 +95,7 @@ class Gather(Protocol):
     Pass your own to :class:`~spacl_hf.core.SPACLCriterion` (``gather=``) for other process groups, or to simulate
     ranks in a test.
 
-    Example:
+    Examples:
         >>> class TwoRanksOfOne:  # rank 0 of 2, the other rank sends zeros
         ...     rank, world_size = 0, 2
         ...     def __call__(self, tensor):
@@ -116,7 +116,7 @@ class Gather(Protocol):
 class TorchDistributedGather:
     """:class:`Gather` over the default ``torch.distributed`` process group (identity when not initialised).
 
-    Example:
+    Examples:
         >>> gather = TorchDistributedGather()
         >>> gather.rank, gather.world_size, gather(torch.ones(2)).shape  # a single process
         (0, 1, torch.Size([2]))

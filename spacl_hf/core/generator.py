@@ -112,7 +112,7 @@ class AdversarialNegativeGenerator(nn.Module):
     Raises:
         ValueError: on an out-of-range argument, or inputs of the wrong shape / non-finite values.
 
-    Example:
+    Examples:
         >>> gen = AdversarialNegativeGenerator(embedding_dim=16, warmup_steps=0)
         >>> src = torch.nn.functional.normalize(torch.randn(4, 16), dim=-1)
         >>> positives = torch.nn.functional.normalize(src + 0.5 * torch.randn(4, 16), dim=-1)
@@ -192,7 +192,7 @@ class AdversarialNegativeGenerator(nn.Module):
         Args:
             embedding_dim: the other size.
 
-        Example:
+        Examples:
             >>> AdversarialNegativeGenerator(64).for_dimension(16).embedding_dim
             16
         """

@@ -74,7 +74,7 @@ def spacl_loss(
     Raises:
         ValueError: on wrong ranks, shapes, dtypes, non-finite embeddings or out-of-range settings.
 
-    Example:
+    Examples:
         >>> a = torch.randn(8, 16)
         >>> loss, stats = spacl_loss(a, a[:, None] + 0.1 * torch.randn(8, 1, 16), shared_negatives=a,
         ...                          shared_negative_mask=~torch.eye(8, dtype=torch.bool))

@@ -70,7 +70,7 @@ def farthest_point_select(
     Raises:
         ValueError: on wrong ranks, shapes, dtypes, non-finite values, or ``k < 1``.
 
-    Example:
+    Examples:
         >>> anchors = torch.randn(4, 8)
         >>> own_views = torch.randn(4, 3, 8)
         >>> idx, ok = farthest_point_select(anchors, own_views, k=2)
@@ -136,7 +136,7 @@ def ordered_select(candidate_mask: Tensor, k: int, priority: Tensor | None = Non
     Raises:
         ValueError: on a wrong shape or dtype, or ``k < 1``.
 
-    Example:
+    Examples:
         >>> indices, valid = ordered_select(torch.tensor([[False, True, True, True], [True, False, False, False]]), 2)
         >>> valid.tolist(), indices[valid].tolist()  # indices of invalid slots are arbitrary
         ([[True, True], [True, False]], [1, 2, 0])

@@ -64,7 +64,7 @@ def relative_screen(
             ``mask`` does), or an out-of-range ``mass`` / ``min_keep`` /
             ``weight``.
 
-    Example:
+    Examples:
         >>> logits = torch.tensor([[10.0, 9.0, 0.0, -5.0]])
         >>> relative_screen(logits, mass=0.95)
         tensor([[ True,  True, False, False]])

@@ -38,7 +38,7 @@ def probe_diagnostics(
     Shape:
         - views: ``[B, 2, D]``, B >= 2
 
-    Example:
+    Examples:
         >>> views = torch.randn(16, 2, 8)
         >>> report = probe_diagnostics(views)
         >>> sorted(report)[:3], 0 <= report["fraction_at_risk"] <= 1
@@ -81,7 +81,7 @@ class SPACLDiagnosticsCallback(TrainerCallback):
     Raises:
         ValueError: on out-of-range settings.
 
-    Example:
+    Examples:
         >>> probe = sentence_transformer_probe(dev_anchors[:64], dev_positives[:64])  # doctest: +SKIP
         >>> SPACLDiagnosticsCallback(probe, every_n_steps=50).attach(trainer)  # doctest: +SKIP
     """
@@ -173,7 +173,7 @@ def sentence_transformer_probe(anchors: list[str], positives: list[str]) -> Prob
     Raises:
         ValueError: when the lists differ in length or hold fewer than 2 texts.
 
-    Example:
+    Examples:
         >>> probe = sentence_transformer_probe(["a cat", "a car"], ["a kitten", "an auto"])
         >>> probe(model).shape  # doctest: +SKIP
         torch.Size([2, 2, 384])

@@ -28,7 +28,7 @@ def positive_multiple_in_hull(positive: Tensor, negatives: Tensor, tolerance: fl
     Shape:
         - positive: ``[D]``; negatives: ``[N, D]``
 
-    Example:
+    Examples:
         >>> negatives = torch.tensor([[1.0, 1.0], [1.0, -1.0]])  # the hull crosses the x axis at (1, 0)
         >>> positive_multiple_in_hull(torch.tensor([1.0, 0.0]), negatives)
         True
@@ -77,7 +77,7 @@ def collapse_report(
     Shape:
         - positives: ``[B, D]``; negatives: ``[B, N, D]``; negative_mask: ``[B, N]``
 
-    Example:
+    Examples:
         >>> positives = torch.tensor([[1.0, 0.0]])
         >>> around = torch.tensor([[[1.0, 0.1], [1.0, -0.1]]])  # negatives on both sides of the positive
         >>> collapse_report(positives, around)["fraction_at_risk"]

@@ -33,9 +33,9 @@ def evaluate_model(
         show_progress_bar: MTEB's progress bars.
 
     Raises:
-        Whatever ``mteb.evaluate`` raises (e.g. a task that cannot load its data offline).
+        Exception: whatever ``mteb.evaluate`` raises (e.g. a task that cannot load its data offline).
 
-    Example:
+    Examples:
         >>> task = local_sts_task("../shared/data/stsb/stsb-dev.tsv", name="STSB-dev")  # doctest: +SKIP
         >>> evaluate_model(SentenceTransformer(path), [task], cache=None)  # doctest: +SKIP
         {'STSB-dev': 0.8672...}
@@ -65,13 +65,13 @@ def evaluate_files(
         sts_files: local STS TSV files (see :func:`local_sts_task`).
         task_names: MTEB task names (their data must be reachable or cached).
         output: a JSON file for the scores (its folder is created); ``None`` writes nothing.
-        **kwargs: passed to :func:`evaluate_model` (name, cache, batch_size, show_progress_bar).
+        **kwargs (Any): passed to :func:`evaluate_model` (name, cache, batch_size, show_progress_bar).
 
     Raises:
         ValueError: when neither a file nor a task name is given.
         FileNotFoundError: for a missing STS file.
 
-    Example:
+    Examples:
         >>> evaluate_files(model, ["../shared/data/stsb/stsb-dev.tsv"], output="out/mteb.json")  # doctest: +SKIP
         {'LocalSTS-stsb-dev': 0.8672...}
 

@@ -19,7 +19,7 @@ def weights_revision(model: SentenceTransformer) -> str:
     Args:
         model: the encoder.
 
-    Example:
+    Examples:
         >>> weights_revision(model)  # doctest: +SKIP
         '3f1c0a9b7d22'
     """
@@ -42,7 +42,7 @@ def load_encoder(path: str | Path, pooling: str = "mean", max_seq_length: int | 
     Raises:
         FileNotFoundError: when the folder does not exist.
 
-    Example:
+    Examples:
         >>> model = load_encoder("outputs/train_sts/final", max_seq_length=128)  # doctest: +SKIP
         >>> model.encode(["a query"]).shape  # doctest: +SKIP
         (1, 384)
@@ -69,7 +69,7 @@ def mteb_model(model: SentenceTransformer, name: str | None = None) -> SentenceT
         model: the encoder.
         name: ``organization/model`` for the results; default ``local/<model card id or 'model'>``.
 
-    Example:
+    Examples:
         >>> wrapper = mteb_model(model, "me/minilm-spacl")  # doctest: +SKIP
         >>> mteb.evaluate(wrapper, tasks, cache=None)  # doctest: +SKIP
     """

@@ -30,7 +30,8 @@ def local_sts_task(
     Args:
         path: the TSV file (header row, TAB separated, no quoting).
         name: task name in results; default ``LocalSTS-<file stem>``.
-        min_score / max_score: the score range; default the file's own minimum and maximum.
+        min_score: the low end of the score range; default the file's own minimum.
+        max_score: the high end of the score range; default the file's own maximum.
         language: the texts' language code for MTEB.
 
     Returns:
@@ -40,7 +41,7 @@ def local_sts_task(
         FileNotFoundError / ValueError: for a missing file, missing columns, a short row or a bad score (file and
             line named), fewer than 2 pairs, or constant scores.
 
-    Example:
+    Examples:
         >>> task = local_sts_task("../shared/data/stsb/stsb-dev.tsv", name="STSB-dev")  # doctest: +SKIP
         >>> mteb.evaluate(mteb_model(model), [task], cache=None)  # doctest: +SKIP
     """

@@ -32,7 +32,7 @@ class OpenIntentSplits:
         known_intents: the K known intent names, index = label.
         name: e.g. ``"clinc150"`` or ``"banking77-50%"``.
 
-    Example:
+    Examples:
         >>> splits = load_banking77(known_ratio=0.25, seed=0)  # doctest: +SKIP
         >>> splits  # doctest: +SKIP
         OpenIntentSplits(banking77-25%: 19 known intents, train 2226, validation 1003 (...), test 3080 (...))
@@ -73,7 +73,7 @@ def choose_known_intents(intents: list[str], known_ratio: float, seed: int) -> l
     Raises:
         ValueError: on a ``known_ratio`` outside (0, 1].
 
-    Example:
+    Examples:
         >>> choose_known_intents(["a", "b", "c", "d"], 0.5, seed=0)
         ['b', 'd']
     """
@@ -143,7 +143,7 @@ def load_clinc150(
         FileNotFoundError: when the data file is missing.
         ValueError: on a ``known_ratio`` outside (0, 1].
 
-    Example:
+    Examples:
         >>> splits = load_clinc150()  # doctest: +SKIP
         >>> splits.test.filter(lambda row: row["label"] == OOD_LABEL).num_rows  # doctest: +SKIP
         1000
@@ -178,7 +178,7 @@ def load_banking77(
         FileNotFoundError: when the data files are missing.
         ValueError: on a ``known_ratio`` outside (0, 1] or a ``validation_fraction`` outside (0, 1).
 
-    Example:
+    Examples:
         >>> splits = load_banking77(known_ratio=0.75, seed=1)  # doctest: +SKIP
         >>> len(splits.known_intents), splits.name  # doctest: +SKIP
         (58, 'banking77-75%')
@@ -222,7 +222,7 @@ def per_class_subset(dataset: Dataset, per_class: int | None, seed: int = 0, lab
     Raises:
         ValueError: on a ``per_class`` below 1.
 
-    Example:
+    Examples:
         >>> rows = Dataset.from_dict({"text": list("abcdef"), "label": [0, 0, 0, 1, 1, 2]})
         >>> list(per_class_subset(rows, 2, seed=0)["label"])
         [0, 0, 1, 1, 2]
@@ -256,7 +256,7 @@ def draw_known_classes(labels: list[str], known_ratio: float, seed: int) -> list
     Returns:
         The known classes in drawing order (the order the protocol numbers them in).
 
-    Example:
+    Examples:
         >>> draw_known_classes([f"c{i}" for i in range(4)], 0.5, seed=0)
         ['c2', 'c3']
     """
@@ -290,7 +290,7 @@ def load_stackoverflow(data_dir: str | Path | None = None, known_ratio: float = 
         FileNotFoundError: when a file is missing.
         ValueError: on a ``known_ratio`` outside (0, 1), a bad row, or a shipped list that disagrees with the draw.
 
-    Example:
+    Examples:
         >>> splits = load_stackoverflow(known_ratio=0.25, seed=0)  # doctest: +SKIP
         >>> splits  # doctest: +SKIP
         OpenIntentSplits(stackoverflow-25%: 5 known intents, train 3000, validation 500 (0 OOD), test 6000 (4500 OOD))

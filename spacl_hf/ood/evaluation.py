@@ -33,7 +33,7 @@ def metric_path(name: str) -> str:
     Raises:
         ValueError: for a name not in :data:`METRIC_NAMES`.
 
-    Example:
+    Examples:
         >>> metric_path("ood_detection").endswith("ood_detection.py")
         True
     """
@@ -62,7 +62,7 @@ def load_metric(name: str) -> evaluate.EvaluationModule:
     Raises:
         ValueError: for an unknown name.
 
-    Example:
+    Examples:
         >>> load_metric("ood_detection").compute(scores=[0.5, 0.9, 0.4], references=[0, 1, 1])
         {'auroc': 0.5, 'fpr_at_95_tpr': 0.5}
     """
@@ -94,9 +94,12 @@ def evaluate_open_intent(
     The threshold is chosen on the validation split only (see :func:`choose_threshold`); test data is only scored.
 
     Args:
-        train_embeddings, train_labels: known intents only ``[N, D]``, ``[N]``.
-        validation_embeddings, validation_labels: ``[V, D]``, ``[V]``.
-        test_embeddings, test_labels: ``[T, D]``, ``[T]``.
+        train_embeddings: known intents only ``[N, D]``, ``[N]``.
+        train_labels: see ``train_embeddings``.
+        validation_embeddings: ``[V, D]``, ``[V]``.
+        validation_labels: see ``validation_embeddings``.
+        test_embeddings: ``[T, D]``, ``[T]``.
+        test_labels: see ``test_embeddings``.
         scorers: default :func:`default_scorers` (centroid cosine, kNN, Mahalanobis).
         threshold_strategy: passed to :func:`choose_threshold`.
         return_scores: also return each scorer's test scores (``"test_scores"``) for ROC curves.
@@ -111,7 +114,7 @@ def evaluate_open_intent(
     Shape:
         - embeddings: ``[N, D]`` / ``[V, D]`` / ``[T, D]``; labels: ``[N]`` / ``[V]`` / ``[T]``
 
-    Example:
+    Examples:
         >>> splits = load_clinc150()  # doctest: +SKIP
         >>> encode = lambda ds: model.encode(ds["text"], convert_to_tensor=True).cpu()  # doctest: +SKIP
         >>> label = lambda ds: torch.tensor(ds["label"])  # doctest: +SKIP
@@ -157,7 +160,7 @@ def encoder_of(model: Any, batch_size: int = 256, show_progress_bar: bool = Fals
     Raises:
         ValueError: for a model without ``encode``.
 
-    Example:
+    Examples:
         >>> encode = encoder_of(SentenceTransformer(path))  # doctest: +SKIP
         >>> encode(["book a table", "what is my balance"]).shape  # doctest: +SKIP
         torch.Size([2, 384])
@@ -188,7 +191,9 @@ def evaluate_splits(
         splits: the task.
         bank: the training rows the scorers are fitted on (default ``splits.train``; see
             :func:`~spacl_hf.ood.per_class_subset` for a cheaper subset).
-        scorers, threshold_strategy, return_scores: as :func:`evaluate_open_intent`.
+        scorers: as :func:`evaluate_open_intent`.
+        threshold_strategy: see ``scorers``.
+        return_scores: see ``scorers``.
 
     Shape:
         - ``encode(texts)``: ``[len(texts), D]``
@@ -196,7 +201,7 @@ def evaluate_splits(
     Raises:
         ValueError: as :func:`evaluate_open_intent`.
 
-    Example:
+    Examples:
         >>> evaluate_splits(encoder_of(model), load_clinc150())["knn"]["auroc"]  # doctest: +SKIP
         0.95...
     """
@@ -232,6 +237,9 @@ def evaluate_known_only(
         target_tpr: share of known-class validation queries the threshold accepts.
         final: also score the test split (the final table only).
 
+    Shape:
+        - ``encode(texts)``: ``[len(texts), D]``
+
     Returns:
         ``{scorer.name: {"validation": {"accuracy", "accepted_accuracy", "threshold"}, "test": {...}}}``; the test
         part (``final`` only) holds ``ood_f1`` (F1-OOD), ``known_macro_f1`` (F1-IND), ``macro_f1`` (F1 over K+1),
@@ -240,7 +248,7 @@ def evaluate_known_only(
     Raises:
         ValueError: when the validation split holds open rows (it would leak them into the rule).
 
-    Example:
+    Examples:
         >>> results = evaluate_known_only(encoder_of(model), load_stackoverflow(), final=True)  # doctest: +SKIP
         >>> results["centroid_cosine"]["test"]["ood_f1"]  # doctest: +SKIP
         0.83...

@@ -31,7 +31,7 @@ class OODScorer:
         ValueError: in ``fit`` / ``score`` on bad shapes, non-finite values, negative labels or empty classes.
         RuntimeError: when scoring before ``fit``.
 
-    Example:
+    Examples:
         >>> class NormScorer(OODScorer):  # distance from the origin of the raw embeddings
         ...     def _fit(self, x, labels):
         ...         pass
@@ -108,7 +108,7 @@ def _class_means(x: Tensor, labels: Tensor, num_classes: int) -> Tensor:
 class CentroidCosineScorer(OODScorer):
     """Score = minus the largest cosine similarity to a class centroid; prediction = that class.
 
-    Example:
+    Examples:
         >>> scorer = CentroidCosineScorer().fit(torch.eye(2), torch.tensor([0, 1]))
         >>> scorer.predict(torch.tensor([[0.9, 0.1]]))
         tensor([0])
@@ -138,7 +138,7 @@ class KNNScorer(OODScorer):
     Raises:
         ValueError: on ``k`` < 1.
 
-    Example:
+    Examples:
         >>> scorer = KNNScorer(k=1).fit(torch.eye(2), torch.tensor([0, 1]))
         >>> scorer.score_and_predict(torch.tensor([[1.0, 0.0], [1.0, 1.0]]))
         (tensor([-1.0000, -0.7071], dtype=torch.float64), tensor([0, 0]))
@@ -191,7 +191,7 @@ class MahalanobisScorer(OODScorer):
     Raises:
         ValueError: on ``shrinkage`` outside [0, 1].
 
-    Example:
+    Examples:
         >>> x = torch.tensor([[0.0, 0.0], [0.2, 0.0], [2.0, 2.0], [2.2, 2.0]])
         >>> scorer = MahalanobisScorer(normalize=False).fit(x, torch.tensor([0, 0, 1, 1]))
         >>> scorer.predict(torch.tensor([[2.1, 2.1]])), bool(scorer.score(torch.tensor([[9.0, -9.0]])) > 10)
@@ -244,7 +244,7 @@ class MaxSoftmaxScorer(OODScorer):
     Raises:
         ValueError: in ``fit`` when the classifier's logits do not have one column per training class.
 
-    Example:
+    Examples:
         >>> head = torch.nn.Linear(2, 2, bias=False)
         >>> _ = head.weight.data.copy_(torch.eye(2))
         >>> MaxSoftmaxScorer(head).fit(torch.eye(2), torch.tensor([0, 1])).predict(torch.tensor([[0.1, 3.0]]))
@@ -278,7 +278,7 @@ class MaxSoftmaxScorer(OODScorer):
 def default_scorers() -> list[OODScorer]:
     """The three scorers of the benchmark, with their default settings.
 
-    Example:
+    Examples:
         >>> [scorer.name for scorer in default_scorers()]
         ['centroid_cosine', 'knn', 'mahalanobis']
     """
@@ -299,7 +299,8 @@ def choose_threshold(
     Args:
         scores: validation OOD scores ``[N]``.
         is_ood: ``[N]`` bool, True for OOD validation queries.
-        predictions, labels: validation predicted / true known intents ``[N]`` (labels of OOD rows are ignored);
+        predictions: validation predicted / true known intents ``[N]`` (labels of OOD rows are ignored);
+        labels: see ``predictions``.
             needed for ``"macro_f1"``.
         strategy: ``"macro_f1"`` (maximise macro F1 over the known intents + OOD; needs OOD validation queries),
             ``"tpr"`` (keep ``target_tpr`` of the in-distribution queries; needs none) or ``"auto"`` (the first
@@ -313,7 +314,7 @@ def choose_threshold(
     Shape:
         - scores, is_ood, predictions, labels: ``[N]``
 
-    Example:
+    Examples:
         >>> scores = torch.tensor([0.1, 0.2, 0.3, 0.9])
         >>> is_ood = torch.tensor([False, False, False, True])
         >>> round(choose_threshold(scores, is_ood, strategy="tpr", target_tpr=1.0), 4)  # keeps every known query

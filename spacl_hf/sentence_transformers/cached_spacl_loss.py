@@ -76,7 +76,7 @@ class CachedSPACLLoss(CachedLossMixin, SPACLLoss):
             - Same loss and gradients as :class:`SPACLLoss` (dropout aside), a little slower per step.
             - The SPACL counterpart of :class:`CachedMultipleNegativesRankingLoss`.
 
-        Example:
+        Examples:
             ::
 
                 from spacl_hf import CachedSPACLLoss

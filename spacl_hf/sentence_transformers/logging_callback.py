@@ -80,7 +80,7 @@ def check_label_columns(dataset: Any) -> None:
     Raises:
         ValueError: naming the column, when its feature is a string ``Value``.
 
-    Example:
+    Examples:
         >>> from datasets import Dataset
         >>> check_label_columns(Dataset.from_dict({"text": ["a", "b"], "label": [0, 1]}))  # integers: fine
     """
@@ -111,7 +111,7 @@ def describe_wrapped_loss(model: Any, loss: Any) -> bool:
     Returns:
         Whether a card entry was completed.
 
-    Example:
+    Examples:
         >>> describe_wrapped_loss(None, None)  # nothing to describe
         False
     """
@@ -152,7 +152,7 @@ class SPACLLoggingCallback(TrainerCallback):
     Raises:
         ValueError: when ``loss`` has no ``pop_statistics()``.
 
-    Example:
+    Examples:
         >>> SPACLLoggingCallback.attach(trainer, loss)  # doctest: +SKIP
     """
 

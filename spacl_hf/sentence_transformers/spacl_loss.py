@@ -185,7 +185,7 @@ class SPACLLoss(nn.Module):
               negatives by a relative threshold on the model's own similarities and guards generated ones.
             - :class:`CachedSPACLLoss` computes the same loss with GradCache for large batches.
 
-        Example:
+        Examples:
             ::
 
                 from datasets import Dataset

@@ -39,7 +39,7 @@ class SPACLTrainingArguments(TrainingArguments):
     Raises:
         ValueError: on an invalid SPACL setting (named in the message), when the arguments are created.
 
-    Example:
+    Examples:
         >>> args = SPACLTrainingArguments("outputs/run", spacl_temperature=0.1, report_to="none")  # doctest: +SKIP
         >>> args.build_criterion(embedding_dim=384).temperature  # doctest: +SKIP
         0.1

@@ -40,7 +40,7 @@ class SPACLDataCollator:
         - output ``input_ids`` / ``attention_mask``: ``[C * B, L]`` for C encoded columns of B rows
         - output ``labels``: ``[B]`` in the label format
 
-    Example:
+    Examples:
         >>> collator = SPACLDataCollator(tokenizer, max_length=64)  # doctest: +SKIP
         >>> batch = collator([{"anchor": "a cat", "positive": "a kitten"}, {"anchor": "a car", "positive": "an auto"}])
         ... # doctest: +SKIP

@@ -45,7 +45,7 @@ class SPACLTrainer(Trainer):
         ValueError: when ``args`` is not a :class:`SPACLTrainingArguments`, on an invalid SPACL setting, and in
             training on a batch without ``spacl_layout`` (use :class:`SPACLDataCollator`).
 
-    Example:
+    Examples:
         >>> trainer = SPACLTrainer(model=AutoModel.from_pretrained(path), args=SPACLTrainingArguments("out"),
         ...                        train_dataset=pairs, data_collator=SPACLDataCollator(tokenizer))  # doctest: +SKIP
         >>> trainer.train()  # doctest: +SKIP

@@ -30,7 +30,7 @@ class ImageViewCollator:
         - rows' ``pixel_values``: ``[C, H, W]`` each
         - output ``pixel_values``: ``[V * B, C, H, W]`` (column-major), ``labels``: ``[B]`` when ``supervised``
 
-    Example:
+    Examples:
         >>> collator = ImageViewCollator(ViewPipeline(num_views=2, seed=0), supervised=True)
         >>> batch = collator([{"pixel_values": torch.rand(1, 28, 28), "label": i % 3} for i in range(4)])
         >>> batch["pixel_values"].shape, batch["labels"].tolist()

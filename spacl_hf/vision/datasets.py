@@ -51,7 +51,7 @@ def load_fashion_mnist(
         folder: the folder holding the four IDX gzip files (default: the Debian package's).
         limit: keep the first ``limit`` images.
 
-    Example:
+    Examples:
         >>> test = load_fashion_mnist("test")  # doctest: +SKIP
         >>> len(test), test.features["label"].names[:2]  # doctest: +SKIP
         (10000, ['T-shirt/top', 'Trouser'])
@@ -71,7 +71,7 @@ def load_fashion_mnist(
 def load_digits_dataset() -> Dataset:
     """scikit-learn's 1797 8x8 digits (no download), ``pixel_values`` ``[1, 8, 8]`` in [0, 1].
 
-    Example:
+    Examples:
         >>> digits = load_digits_dataset()
         >>> len(digits), digits.features["label"].num_classes
         (1797, 10)
@@ -91,7 +91,7 @@ def load_image_folder(folder: str | Path, split: str = "train") -> Dataset:
         folder: the root folder; each sub-folder is a class.
         split: the split name the ``imagefolder`` builder gives the data.
 
-    Example:
+    Examples:
         >>> dataset = load_image_folder("my_images")  # my_images/cats/*.png, my_images/dogs/*.png  # doctest: +SKIP
         >>> dataset.features["label"].names  # doctest: +SKIP
         ['cats', 'dogs']

@@ -36,7 +36,7 @@ def embed_images(model: torch.nn.Module, images: Tensor, batch_size: int = 512) 
     Raises:
         ValueError: for a model without ``features`` or a non-positive ``batch_size``.
 
-    Example:
+    Examples:
         >>> from spacl_hf.vision import SmallCNN
         >>> embed_images(SmallCNN(width=4), torch.rand(5, 1, 8, 8), batch_size=2).shape
         torch.Size([5, 16])
@@ -65,7 +65,8 @@ def knn_predict(
     """Cosine kNN predictions with temperature-weighted votes (each neighbour votes ``exp(cos / temperature)``).
 
     Args:
-        train_embeddings, train_labels: the memory bank.
+        train_embeddings: the memory bank.
+        train_labels: see ``train_embeddings``.
         test_embeddings: the queries.
         k: neighbour counts to predict with (capped at the bank's size).
         temperature: vote temperature (0.07 as in InstDisc / SupCon's kNN monitor).
@@ -80,7 +81,7 @@ def knn_predict(
     Raises:
         ValueError: on mismatched shapes, non-integer labels or a non-positive ``k`` / ``temperature``.
 
-    Example:
+    Examples:
         >>> bank = torch.eye(3)
         >>> knn_predict(bank, torch.tensor([0, 1, 2]), bank + 0.1, k=(1,), show_progress_bar=False)[1]
         tensor([0, 1, 2])
@@ -123,8 +124,10 @@ def knn_accuracy(
     """Cosine kNN accuracy with temperature-weighted votes (see :func:`knn_predict`).
 
     Args:
-        train_embeddings, train_labels: the memory bank (e.g. the training set's frozen embeddings).
-        test_embeddings, test_labels: the queries and their true labels.
+        train_embeddings: the memory bank (e.g. the training set's frozen embeddings).
+        train_labels: see ``train_embeddings``.
+        test_embeddings: the queries and their true labels.
+        test_labels: see ``test_embeddings``.
         k: neighbour counts (20 and 200 as in the instance-discrimination literature).
         temperature: vote temperature.
         batch_size: queries per similarity block.
@@ -135,7 +138,7 @@ def knn_accuracy(
     Raises:
         ValueError: on mismatched shapes or non-integer labels.
 
-    Example:
+    Examples:
         >>> bank = torch.eye(3)
         >>> labels = torch.tensor([0, 1, 2])
         >>> knn_accuracy(bank, labels, bank, labels, k=(1,), show_progress_bar=False)
@@ -162,8 +165,10 @@ def linear_probe_accuracy(
     """Accuracy of a logistic-regression probe trained on frozen, standardised embeddings (full-batch Adam).
 
     Args:
-        train_embeddings, train_labels: what the probe is fitted on.
-        test_embeddings, test_labels: what it is scored on (standardised with the training statistics).
+        train_embeddings: what the probe is fitted on.
+        train_labels: see ``train_embeddings``.
+        test_embeddings: what it is scored on (standardised with the training statistics).
+        test_labels: see ``test_embeddings``.
         epochs: full-batch Adam steps.
         learning_rate: Adam's learning rate.
         weight_decay: L2 penalty.
@@ -176,7 +181,7 @@ def linear_probe_accuracy(
     Raises:
         ValueError: on mismatched shapes, non-finite embeddings or ``epochs`` < 1.
 
-    Example:
+    Examples:
         >>> x = torch.tensor([[0.0], [0.1], [1.0], [1.1]])
         >>> linear_probe_accuracy(x, torch.tensor([0, 0, 1, 1]), x, torch.tensor([0, 0, 1, 1]),
         ...                       show_progress_bar=False)

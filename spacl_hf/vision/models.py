@@ -24,7 +24,7 @@ class SmallCNN(nn.Module):
     Raises:
         ValueError: on a non-positive ``in_channels``, ``width`` or ``embedding_dim``.
 
-    Example:
+    Examples:
         >>> import torch
         >>> model = SmallCNN(in_channels=1, width=8, embedding_dim=16)
         >>> model(torch.rand(4, 1, 28, 28)).embeddings.shape, model.features(torch.rand(4, 1, 28, 28)).shape

@@ -34,7 +34,7 @@ class ViewPipeline:
     Raises:
         ValueError: on out-of-range settings or images of the wrong rank.
 
-    Example:
+    Examples:
         >>> pipeline = ViewPipeline(num_views=2, seed=0)
         >>> pipeline(torch.rand(4, 1, 28, 28)).shape
         torch.Size([4, 2, 1, 28, 28])
