@@ -164,3 +164,24 @@ def test_similarity_screening_keeps_min_negatives_where_the_cosines_sum_to_nonpo
         # the most similar sample (index 3: two identical views, rows 6 and 7) only, ties kept, for 1 and 2
         assert keep[0].nonzero().flatten().tolist() == [6, 7]
         assert 0 < float(stats["nonpositive_similarity_total"]) <= 1
+
+
+def test_the_collator_says_which_column_is_read_as_negative_text(tiny_encoder_dir, caplog):
+    """A string metadata column ('source') cannot be told from text: the first batch names every column's role."""
+    import logging
+
+    from transformers import AutoTokenizer
+
+    from spacl_hf import SPACLDataCollator
+
+    collator = SPACLDataCollator(AutoTokenizer.from_pretrained(tiny_encoder_dir))
+    rows = [{"anchor": f"q {i}", "positive": f"p {i}", "source": "nli"} for i in range(4)]
+    with caplog.at_level(logging.WARNING, logger="spacl_hf.trainer.collator"):
+        batch = collator(rows)
+        collator(rows)
+    assert batch["spacl_layout"].negative_columns == 1
+    assert caplog.text.count("as negatives") == 1 and "['source']" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="spacl_hf.trainer.collator"):
+        SPACLDataCollator(AutoTokenizer.from_pretrained(tiny_encoder_dir), text_columns=["anchor", "positive"])(rows)
+    assert "as negatives" not in caplog.text

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+import logging
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -11,6 +12,8 @@ import torch
 from spacl_hf.common.content_ids import token_content_ids
 from spacl_hf.core import ACCEPTED_FORMATS, ColumnLayout
 from spacl_hf.core.checks import check_int
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -25,8 +28,10 @@ class SPACLDataCollator:
     Args:
         tokenizer: the encoder's tokenizer.
         text_columns: the text columns in order (anchor first); ``None`` takes every column but
-            ``label_column``, each of which must then hold text (as SPACLLoss reads a dataset: an ``id``,
-            ``source`` or float ``score`` column is an error, not a silent anchor, negative or dropped label).
+            ``label_column``, each of which must then hold text (as SPACLLoss reads a dataset: an ``id`` or float
+            ``score`` column is an error, not a silent anchor, negative or dropped label). A metadata column that
+            holds strings (``source``, ``dataset``) cannot be told from text: it would be read as a negative
+            column, so the first batch logs which column plays which role whenever there are negative columns.
         num_positive_columns: columns after the anchor that are positives; the rest are negatives.
         label_column: integer class labels for the single-column format.
         num_views: encodings of the anchor column (extra ones are dropout views).
@@ -54,6 +59,7 @@ class SPACLDataCollator:
     label_column: str = "label"
     num_views: int = 1
     max_length: int = 128
+    _roles_logged: bool = field(default=False, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         check_int("num_positive_columns", self.num_positive_columns, 1)
@@ -101,6 +107,14 @@ class SPACLDataCollator:
         layout = ColumnLayout.for_batch(
             len(columns), has_labels, self.num_positive_columns, self.num_views, source=f"Text columns {columns}"
         )
+        if not self._roles_logged and self.text_columns is None and layout.negative_columns:
+            self._roles_logged = True
+            positives = columns[1 : 1 + layout.positive_columns]
+            logger.warning(
+                "SPACLDataCollator reads column %r as anchor, %s as positives and %s as negatives. A metadata column "
+                "holding strings (e.g. 'source') would be trained on as negative text: pass `text_columns=[...]` or "
+                "remove it (dataset.remove_columns).", columns[0], positives, columns[1 + len(positives):],
+            )  # fmt: skip
         texts = [[row[name] for row in rows] for name in columns]
         encoded = self.tokenizer(
             [text for column in texts for text in column],
