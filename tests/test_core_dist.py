@@ -121,7 +121,7 @@ def test_two_gloo_processes_equal_one_process(tmp_path):
         if not all((tmp_path / f"rank{r}.pt").exists() for r in range(2)):
             raise
         warnings.warn(f"gloo teardown aborted after both ranks finished: {error}", RuntimeWarning, stacklevel=1)
-    r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in range(2))
+    r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2))
 
     torch.manual_seed(0)
     layer = torch.nn.Linear(12, 12)
@@ -155,3 +155,31 @@ def test_two_gloo_processes_equal_one_process(tmp_path):
     # d/dt of sum over both ranks' (gathered^2) = 2 * world * t
     assert torch.equal(r0["gather_grad"], torch.full((2,), 4.0))
     assert torch.equal(r1["gather_grad"], torch.full((2,), 8.0))
+
+
+def _mismatch_worker(rank: int, world: int, port: int, out: str) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    criterion = SPACLCriterion(temperature=0.1, gather_across_devices=True)
+    views = torch.randn(8 if rank == 0 else 6, 2, 12, requires_grad=True)  # rank 1 got a short last batch
+    try:
+        criterion(views)
+        message = "no error"
+    except ValueError as error:
+        message = str(error)
+    with open(f"{out}/rank{rank}.txt", "w") as handle:
+        handle.write(message)
+    dist.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_ranks_that_disagree_on_the_batch_get_a_spacl_message(tmp_path):
+    try:
+        mp.spawn(_mismatch_worker, args=(2, free_port(), str(tmp_path)), nprocs=2, join=True)
+    except mp.ProcessExitedException:
+        pass  # gloo may abort one side after the error; the messages written before are what is checked
+    messages = [(tmp_path / f"rank{r}.txt").read_text() for r in range(2) if (tmp_path / f"rank{r}.txt").exists()]
+    assert len(messages) == 2, "a rank died before reporting"
+    for message in messages:  # both ranks raise, each naming every rank's shape
+        assert "processes passed different shapes" in message and "dataloader_drop_last" in message
+        assert "rank 0: [8, 2, 12]" in message and "rank 1: [6, 2, 12]" in message

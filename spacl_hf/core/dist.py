@@ -49,9 +49,7 @@ class _GatherWithGrad(torch.autograd.Function):
     @staticmethod
     def forward(ctx, tensor: Tensor) -> Tensor:  # type: ignore[override]
         ctx.rank, ctx.batch = dist.get_rank(), tensor.shape[0]
-        chunks = [torch.empty_like(tensor) for _ in range(dist.get_world_size())]
-        dist.all_gather(chunks, tensor.contiguous())
-        return torch.cat(chunks, dim=0)
+        return _all_gather(tensor)
 
     @staticmethod
     def backward(ctx, grad: Tensor) -> Tensor:  # type: ignore[override]
@@ -83,6 +81,47 @@ def all_gather_with_grad(tensor: Tensor) -> Tensor:
         return tensor
     if tensor.requires_grad:
         return _GatherWithGrad.apply(tensor)
+    return _all_gather(tensor)
+
+
+SHAPE_SLOTS = 8  # ndim + up to 7 sizes: a fixed-length record, so the check itself can never mismatch
+
+
+def check_same_shape_on_every_rank(tensor: Tensor) -> None:
+    """Raise on every rank, naming each rank's shape, when the ranks are about to gather tensors of different shapes.
+
+    A mismatched all-gather does not raise: gloo aborts the process from C++ ("Received data size doesn't match")
+    and NCCL may hang. One small all-gather of each rank's shape comes first. On CPU tensors (gloo, where every
+    collective blocks anyway) it runs on every gather; on accelerators only when ``$SPACL_CHECK_GATHER_SHAPES`` is set,
+    since reading its result makes the host wait for the device.
+
+    Raises:
+        ValueError: when the ranks' shapes differ.
+    """
+    import os
+
+    if tensor.device.type != "cpu" and not os.environ.get("SPACL_CHECK_GATHER_SHAPES"):
+        return
+    if tensor.ndim >= SHAPE_SLOTS:
+        raise ValueError(f"cannot gather a tensor with {tensor.ndim} dimensions (at most {SHAPE_SLOTS - 1}).")
+    record = torch.full((SHAPE_SLOTS,), -1, dtype=torch.int64, device=tensor.device)
+    record[0] = tensor.ndim
+    record[1 : 1 + tensor.ndim] = torch.tensor(tensor.shape, dtype=torch.int64)
+    records = [torch.empty_like(record) for _ in range(dist.get_world_size())]
+    dist.all_gather(records, record)
+    shapes = [r[1 : 1 + int(r[0])].tolist() for r in records]
+    if any(shape != shapes[0] for shape in shapes):
+        listed = ", ".join(f"rank {rank}: {shape}" for rank, shape in enumerate(shapes))
+        raise ValueError(
+            f"SPACL gathers candidates across processes, but the processes passed different shapes ({listed}). Every "
+            "process must pass the same per-device batch size (keep dataloader_drop_last=True, so no process gets a "
+            "short last batch), the same number of views and columns and the same embedding size."
+        )
+
+
+def _all_gather(tensor: Tensor) -> Tensor:
+    """``dist.all_gather`` + concatenation, after :func:`check_same_shape_on_every_rank`."""
+    check_same_shape_on_every_rank(tensor)
     chunks = [torch.empty_like(tensor) for _ in range(dist.get_world_size())]
     dist.all_gather(chunks, tensor.contiguous())
     return torch.cat(chunks, dim=0)
