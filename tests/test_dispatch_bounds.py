@@ -115,3 +115,19 @@ def test_criterion_with_the_generator_compiles_as_one_graph_and_still_trains_it(
     compiled(views).backward()
     compiled(views).backward()
     assert criterion.generator.steps == steps + 3
+
+
+def test_the_documented_compile_recipe_for_spacl_loss(tiny_st_model_no_dropout):
+    """docs/guides/choosing-settings.md: `loss.criterion.compile()` compiles SPACLLoss' criterion in place."""
+    pytest.importorskip("sentence_transformers")
+    from spacl_hf import SPACLLoss
+
+    features = [tiny_st_model_no_dropout.tokenize([f"text {i} {c}" for i in range(8)]) for c in ("a", "b")]
+    plain = SPACLLoss(tiny_st_model_no_dropout, generator_warmup_steps=0, adversarial_negatives=False)
+    expected = plain(features, labels=None)
+    compiled = SPACLLoss(tiny_st_model_no_dropout, generator_warmup_steps=0, adversarial_negatives=False)
+    compiled.criterion.compile(backend="eager", fullgraph=True)
+    for _ in range(2):
+        loss = compiled(features, labels=None)
+        loss.backward()
+    torch.testing.assert_close(loss, expected)

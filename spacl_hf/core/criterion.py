@@ -435,7 +435,8 @@ class SPACLCriterion(nn.Module):
                 wrapper that scores one batch several times with embeddings of one size (``AdaptiveLayerLoss``'s
                 layers, the reverse direction) passes ``False`` to the extra calls: one update per training step.
         """
-        diagnose = return_stats or not self._diagnosed
+        # value checks read the device: on the first call and with statistics, never inside a torch.compile trace
+        diagnose = (return_stats or not self._diagnosed) and not torch.compiler.is_compiling()
         check_tensor("views", views, ndim=3, floating=True, finite=diagnose)
         batch, num_views, dim = views.shape
         if batch == 0 or num_views == 0:
