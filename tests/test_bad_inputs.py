@@ -279,3 +279,25 @@ def test_string_labels_get_a_clear_error_before_the_first_batch(tiny_st_model, t
     trainer.train_dataset = dataset.class_encode_column("label")
     trainer.train()
     assert trainer.state.global_step == 1
+
+
+def test_the_generator_is_in_the_checkpoint_before_older_checkpoints_are_deleted(tiny_encoder_dir, tmp_path,
+                                                                                 monkeypatch):  # fmt: skip
+    """With save_total_limit=1 the Trainer deletes the previous checkpoint inside its save: by then the new one
+    must already hold the generator, or an interrupt there would leave no checkpoint that can resume."""
+    import transformers.trainer as trainer_module
+
+    seen = []
+    real_rotate = trainer_module.rotate_checkpoints
+
+    def rotate(output_dir, **kwargs):
+        newest = max(Path(output_dir).glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+        seen.append((newest.name, (newest / "spacl_generator.pt").is_file()))
+        return real_rotate(output_dir=output_dir, **kwargs)
+
+    monkeypatch.setattr(trainer_module, "rotate_checkpoints", rotate)
+    trainer = make_trainer(tiny_encoder_dir, tmp_path, max_steps=2, save_strategy="steps", save_steps=1,
+                           save_total_limit=1)  # fmt: skip
+    trainer.train()
+    assert seen == [("checkpoint-1", True), ("checkpoint-2", True)]
+    assert [p.name for p in tmp_path.glob("checkpoint-*")] == ["checkpoint-2"]

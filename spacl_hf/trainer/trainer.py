@@ -10,8 +10,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
-from transformers import Trainer, TrainerCallback
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
+from transformers import Trainer
+from transformers.trainer_utils import get_last_checkpoint
 
 from spacl_hf.common.pooling import embedding_dim_of, pool_embeddings
 from spacl_hf.common.samplers import LABEL_COLUMNS, PerClassBatchSampler
@@ -72,7 +72,6 @@ class SPACLTrainer(Trainer):
         self.model_accepts_loss_kwargs = False
         self.criterion: SPACLCriterion = args.build_criterion(embedding_dim_of(self.model)).to(self.args.device)
         self.statistics = RunningStatistics()
-        self.add_callback(_GeneratorCheckpointCallback(self))
 
     def get_train_dataloader(self) -> DataLoader:
         """The Trainer's loader, or per-label batches (:class:`~spacl_hf.common.samplers.PerClassBatchSampler`)
@@ -165,8 +164,9 @@ class SPACLTrainer(Trainer):
             if not os.path.isfile(path):
                 raise FileNotFoundError(
                     f"{path} is missing, so the adversarial generator cannot resume: the save was interrupted before "
-                    "the generator was written (the trainer's files come first), or the checkpoint was not written by "
-                    "SPACLTrainer with a generator. Resume from an earlier complete checkpoint, or set "
+                    "the generator was written (it is written with the optimizer and RNG state, before trainer_state.json), "
+                    "the checkpoint was saved with save_only_model=True, or it was not written by SPACLTrainer with a "
+                    "generator. Resume from an earlier complete checkpoint, or set "
                     "spacl_adversarial_negatives=False."
                 )
             self._load_generator_state(path)
@@ -190,24 +190,18 @@ class SPACLTrainer(Trainer):
                 f"settings): {type(error).__name__}: {str(error)[:300]}"
             ) from None
 
+    def _save_rng_state(self, output_dir: str | None) -> None:
+        """The Trainer's RNG state, then the generator: both inside ``_save_checkpoint``, before the Trainer deletes
+        older checkpoints (``save_total_limit``), so an interrupted save never leaves only an incomplete one."""
+        super()._save_rng_state(output_dir)
+        extra = self.extra_state()
+        if output_dir is None or not extra or not self.is_world_process_zero():  # identical on every process
+            return
+        handle, temporary = tempfile.mkstemp(dir=output_dir, prefix=".spacl_generator.", suffix=".tmp")
+        os.close(handle)  # atomically: a temporary file, then a rename
+        torch.save(extra, temporary)
+        os.replace(temporary, os.path.join(output_dir, GENERATOR_STATE_NAME))
+
     def extra_state(self) -> dict[str, Any]:
         """What a checkpoint needs beyond the Trainer's own files: the adversarial generator."""
         return {} if self.criterion.generator is None else {"generator": self.criterion.generator.state_dict()}
-
-
-class _GeneratorCheckpointCallback(TrainerCallback):
-    """Writes the generator into each checkpoint folder, right after the Trainer's save."""
-
-    def __init__(self, trainer: SPACLTrainer) -> None:
-        self.trainer = trainer
-
-    def on_save(self, args, state, control, **kwargs) -> None:
-        extra = self.trainer.extra_state()
-        if not extra or not state.is_world_process_zero:  # identical on every process: rank 0 writes it
-            return
-        folder = os.path.join(args.output_dir, f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}")
-        if os.path.isdir(folder):  # atomically: a temporary file, then a rename
-            handle, temporary = tempfile.mkstemp(dir=folder, prefix=".spacl_generator.", suffix=".tmp")
-            os.close(handle)
-            torch.save(extra, temporary)
-            os.replace(temporary, os.path.join(folder, GENERATOR_STATE_NAME))
