@@ -270,6 +270,8 @@ def report(store: RunStore, prefix: Path) -> None:
         if "SPACL" in mine:
             gaps[f"{round(100 * ratio)}%"] = {peer: paired(store, mine["SPACL"], mine[peer])
                                               for peer in METHODS[1:] if peer in mine}  # fmt: skip
+    spacl_25 = next((c for n, c in names if n == "SPACL" and c["known_ratio"] == 0.25), None)
+    ablation = {n: paired(store, spacl_25, c) for n, c in names if n.startswith("w/o")} if spacl_25 else {}
     result = {
         "command": "python benchmarks/stackoverflow_quality.py sweep|final|report",
         "start_model": "all-MiniLM-L6-v2 (packaged); the published figures use bert-base-uncased",
@@ -279,6 +281,7 @@ def report(store: RunStore, prefix: Path) -> None:
         "sweep": sweep,
         "final": final,
         "paired_ood_f1": gaps,
+        "ablation_spacl_minus_variant": ablation,
         "published": {"ADB": [90.88, 73.86], "DA-ADB": [92.65, 74.55], "KNNCL": [89.59, 72.81], "SPACL (paper)": [96.72, 76.39]},
     }
     table = markdown(result)
@@ -300,21 +303,26 @@ def markdown(result: dict[str, Any]) -> str:
     lines += [f"| {r['configuration']['method']} | {options_text(r['configuration'])} | {100 * r['mean']:.2f} |"
               for r in result["sweep"]]  # fmt: skip
     if result["final"]:
-        lines += ["", f"**Test** (all 6,000 titles; mean ± std over seeds {SEEDS[0]}-{SEEDS[-1]}, %; centroid-cosine "
+        lines += ["", "**Test** (all 6,000 titles; mean ± std over the seeds counted, from 0 up, %; centroid-cosine "
                   "scorer unless named):", "",
-                  "| known | method | settings | F1-OOD | F1-IND | F1 (K+1) | accuracy | AUROC | F1-OOD kNN | "
-                  "F1-OOD Mahalanobis | F1-OOD MSP | s/step |", "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+                  "| known | method | settings | seeds | F1-OOD | F1-IND | F1 (K+1) | accuracy | AUROC | F1-OOD kNN | "
+                  "F1-OOD Mahalanobis | F1-OOD MSP | s/step |", "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
         for r in result["final"]:
             t, c = r["test"], r["test"]["centroid_cosine"]
             msp = pct(t["max_softmax"]["ood_f1"]) if "max_softmax" in t else "-"
             lines.append(f"| {round(100 * r['configuration']['known_ratio'])}% | {r['name']} | "
-                         f"{options_text(r['configuration'])} | {pct(c['ood_f1'])} | {pct(c['known_macro_f1'])} | "
+                         f"{options_text(r['configuration'])} | {len(r['seeds'])} | {pct(c['ood_f1'])} | {pct(c['known_macro_f1'])} | "
                          f"{pct(c['macro_f1'])} | {pct(c['accuracy'])} | {pct(c['auroc'])} | {pct(t['knn']['ood_f1'])} | "
                          f"{pct(t['mahalanobis']['ood_f1'])} | {msp} | {r['step_seconds']['mean']:.2f} |")  # fmt: skip
         lines += ["", "SPACL minus each peer, F1-OOD paired by seed (points, centroid cosine):", ""]
         for ratio, peers in result["paired_ood_f1"].items():
             lines.append(f"- {ratio}: " + "; ".join(f"{p} {100 * g['mean']:+.2f} ± {100 * g['std']:.2f} ({g['seeds']} seeds)"
                                                      for p, g in peers.items() if g))  # fmt: skip
+        if result["ablation_spacl_minus_variant"]:
+            lines += ["", "Ablation at 25%: SPACL minus each variant, F1-OOD paired by seed (points; the variants ran on "
+                      f"seeds {ABLATION_SEEDS[0]}-{ABLATION_SEEDS[-1]}):", ""]  # fmt: skip
+            lines += [f"- {n}: {100 * g['mean']:+.2f} ± {100 * g['std']:.2f} ({g['seeds']} seeds)"
+                      for n, g in result["ablation_spacl_minus_variant"].items() if g]  # fmt: skip
         active = [r for r in result["final"] if "activity" in r]
         if active:
             keys = [k for k in ACTIVITY if k in active[0]["activity"]]
