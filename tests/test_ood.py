@@ -244,17 +244,18 @@ def test_loaders_say_where_the_data_should_be(tmp_path):
 
 
 @needs_data
-def test_train_intent_ood_example_runs(tiny_encoder_dir, tmp_path):
+@pytest.mark.parametrize("dataset, task", [("banking77", "banking77-25%"), ("stackoverflow", "stackoverflow-25%")])
+def test_train_intent_ood_example_runs(dataset, task, tiny_encoder_dir, tmp_path):
     from test_examples import load_example
 
     module = load_example("train_intent_ood")
     scores = module.main([
-        "--model_name_or_path", tiny_encoder_dir, "--dataset", "banking77", "--known_ratio", "0.25",
+        "--model_name_or_path", tiny_encoder_dir, "--dataset", dataset, "--known_ratio", "0.25",
         "--max_steps", "2", "--per_device_train_batch_size", "8", "--max_train_samples", "200",
         "--max_eval_samples", "120", "--bank_per_intent", "5", "--generator_warmup_steps", "0",
         "--output_dir", str(tmp_path), "--use_cpu", "true",
     ])  # fmt: skip
-    assert scores["steps"] == 2 and scores["task"] == "banking77-25%"
+    assert scores["steps"] == 2 and scores["task"] == task
     for metrics in scores["after"].values():
         assert 0 <= metrics["auroc"] <= 1 and 0 <= metrics["macro_f1"] <= 1
     assert json.loads((tmp_path / "scores.json").read_text()) == scores
