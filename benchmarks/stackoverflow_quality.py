@@ -185,7 +185,7 @@ def describe(record: dict[str, Any]) -> str:
 
 def options_text(configuration: dict[str, Any]) -> str:
     skip = (*BUDGET, "task", "known_ratio", "method", "final", "seed", "epochs", "steps")
-    reference = {**SPACL_DEFAULTS} if configuration["method"] == "SPACL" else {}
+    reference = SPACL_DEFAULTS if configuration["method"] == "SPACL" else {}
     shown = {k: v for k, v in configuration.items() if k not in skip and reference.get(k, object()) != v}
     for always in ("temperature", "lr", "num_views"):
         if always in configuration:

@@ -83,7 +83,7 @@ def test_bad_input_is_a_clear_error(tmp_path):
     dev = root / "stackoverflow" / "dev.tsv"
     lines = dev.read_text().splitlines()
     dev.write_text("\n".join(lines[:7] + ["a title without a label"] + lines[7:]) + "\n")
-    with pytest.raises(ValueError, match=r"dev\.tsv:8"):
+    with pytest.raises(ValueError, match=r"dev\.tsv, line 8"):
         load_stackoverflow(data_dir=root)
     shutil.copy(DATA / "stackoverflow" / "dev.tsv", dev)
     lists = root / "stackoverflow" / "known_classes_seeds0-9.json"

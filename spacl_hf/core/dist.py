@@ -6,6 +6,7 @@ process; real runs use :class:`TorchDistributedGather`, which is a no-op outside
 
 from __future__ import annotations
 
+import os
 from typing import Protocol, runtime_checkable
 
 import torch
@@ -98,8 +99,6 @@ def check_same_shape_on_every_rank(tensor: Tensor) -> None:
     Raises:
         ValueError: when the ranks' shapes differ.
     """
-    import os
-
     if tensor.device.type != "cpu" and not os.environ.get("SPACL_CHECK_GATHER_SHAPES"):
         return
     if tensor.ndim >= SHAPE_SLOTS:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from datasets import ClassLabel, Dataset, Features, Value
 
-from spacl_hf.common.data_files import find_data_dir
+from spacl_hf.common.data_files import find_data_dir, read_tsv
 
 OOD_LABEL = -1
 """Label of out-of-distribution queries in the validation and test splits."""
@@ -324,15 +324,10 @@ def load_stackoverflow(data_dir: str | Path | None = None, known_ratio: float = 
 
 
 def _read_labelled_tsv(path: Path) -> list[tuple[str, str]]:
-    """(text, label) rows of a ``text<TAB>label`` file read without quote handling; every row is checked."""
-    with path.open(encoding="utf-8", newline="") as handle:
-        reader = csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
-        header = next(reader, None)
-        if header != ["text", "label"]:
-            raise ValueError(f"{path}:1: expected the header 'text<TAB>label', got {header!r}.")
-        rows = []
-        for line, row in enumerate(reader, start=2):
-            if len(row) != 2 or not row[0] or not row[1]:
-                raise ValueError(f"{path}:{line}: expected a non-empty text and label separated by one TAB, got {row!r}.")
-            rows.append((row[0], row[1]))
-    return rows
+    """(text, label) rows of a ``text<TAB>label`` file (:func:`read_tsv`: no quote handling, file and line named on a
+    short row); an empty text or label is an error too."""
+    rows = read_tsv(path, ("text", "label"))
+    for line, row in enumerate(rows, start=2):  # QUOTE_NONE: one record per line after the header
+        if not row["text"] or not row["label"]:
+            raise ValueError(f"{path}, line {line}: expected a non-empty text and label, got {row!r}.")
+    return [(row["text"], row["label"]) for row in rows]

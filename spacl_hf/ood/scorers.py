@@ -9,6 +9,7 @@ Shape (all scorers):
 
 from __future__ import annotations
 
+import copy
 import warnings
 
 import torch
@@ -257,8 +258,6 @@ class MaxSoftmaxScorer(OODScorer):
         super().__init__(normalize=False)
         if not callable(classifier):
             raise ValueError(f"`classifier` must map embeddings to logits, got {type(classifier).__name__}.")
-        import copy
-
         self.classifier = copy.deepcopy(classifier).double().eval() if isinstance(classifier, torch.nn.Module) else classifier
 
     def _logits(self, x: Tensor) -> Tensor:
