@@ -75,3 +75,69 @@ def test_bad_inputs_are_named(tmp_path, tiny_st_model):
         from spacl_hf.mteb import evaluate_files
 
         evaluate_files(tiny_st_model)
+
+
+def _brute_force_sibling_retrieval(embeddings: torch.Tensor, groups: list[int]) -> dict[str, float]:
+    """Query by query: rank every other row by cosine (ties by row order), score against its group's other rows."""
+    x = torch.nn.functional.normalize(embeddings.double(), dim=1)
+    totals = {"map": 0.0, "mrr": 0.0, "hit_1": 0.0, "hit_5": 0.0}
+    for q in range(len(groups)):
+        others = sorted((j for j in range(len(groups)) if j != q), key=lambda j: (-float(x[q] @ x[j]), j))
+        relevant = [groups[j] == groups[q] for j in others]
+        found, precisions = 0, []
+        for rank, hit in enumerate(relevant, 1):
+            if hit:
+                found += 1
+                precisions.append(found / rank)
+        totals["map"] += sum(precisions) / sum(relevant)
+        totals["mrr"] += 1 / (relevant.index(True) + 1)
+        totals["hit_1"] += any(relevant[:1])
+        totals["hit_5"] += any(relevant[:5])
+    return {k: v / len(groups) for k, v in totals.items()}
+
+
+def test_sibling_retrieval_task_scores_equal_a_brute_force_loop(tiny_st_model):
+    import mteb
+
+    from spacl_hf.mteb import sibling_retrieval_task
+
+    rng = random.Random(1)
+    texts, groups = [], []
+    for group in range(12):  # groups of 2-4 related "captions" sharing two words
+        shared = rng.sample(WORDS, 2)
+        for _ in range(rng.randint(2, 4)):
+            texts.append(" ".join(shared + rng.sample(WORDS, 3)))
+            groups.append(group)
+    task = sibling_retrieval_task(texts, groups, "TinySiblings")
+    result = mteb.evaluate(mteb_model(tiny_st_model), [task], cache=None, overwrite_strategy="always",
+                           show_progress_bar=False, encode_kwargs={"show_progress_bar": False})  # fmt: skip
+    scores = result.task_results[0].scores["test"][0]
+    expected = _brute_force_sibling_retrieval(tiny_st_model.encode(texts, convert_to_tensor=True), groups)
+    assert scores["main_score"] == pytest.approx(expected["map"], abs=1e-4)  # MTEB rounds its scores to 5 digits
+    assert scores["mrr_at_1000"] == pytest.approx(expected["mrr"], abs=1e-4)
+    assert scores["hit_rate_at_1"] == pytest.approx(expected["hit_1"], abs=1e-4)
+    assert scores["hit_rate_at_5"] == pytest.approx(expected["hit_5"], abs=1e-4)
+    from spacl_hf.captions import sibling_retrieval  # the plain evaluator the caption study uses: the same numbers
+
+    plain = sibling_retrieval(tiny_st_model.encode(texts, convert_to_tensor=True), groups)
+    assert (plain["map"], plain["recall_at_5"]) == pytest.approx((scores["main_score"], scores["hit_rate_at_5"]), abs=1e-4)
+    with pytest.raises(ValueError, match=r"groups \[99\] hold one row"):
+        sibling_retrieval_task(["a", "b", "c"], [1, 1, 99], "Lonely")
+    with pytest.raises(ValueError, match="`groups` \\(2\\)"):
+        sibling_retrieval_task(["a", "b", "c"], [1, 1], "Short")
+
+
+def test_sts_task_from_pairs_matches_scipy_spearman(tiny_st_model):
+    from spacl_hf.mteb import sts_task_from_pairs
+
+    rng = random.Random(2)
+    first = [" ".join(rng.sample(WORDS, 4)) for _ in range(40)]
+    second = [" ".join(rng.sample(WORDS, 4)) for _ in range(40)]
+    gold = [rng.uniform(0, 5) for _ in range(40)]
+    score = evaluate_model(tiny_st_model, [sts_task_from_pairs(first, second, gold, "PairsInMemory")], cache=None,
+                           show_progress_bar=False)["PairsInMemory"]  # fmt: skip
+    a, b = (tiny_st_model.encode(t, convert_to_tensor=True) for t in (first, second))
+    expected = spearmanr(torch.nn.functional.cosine_similarity(a, b).numpy(), gold).statistic
+    assert score == pytest.approx(expected, abs=1e-6)
+    with pytest.raises(ValueError, match=r"`scores` \(39\)"):
+        sts_task_from_pairs(first, second, gold[:-1], "Mismatch")
