@@ -15,14 +15,20 @@ method; the report gives the counts.
 
 Evaluation: caption-to-sibling retrieval (mAP, MRR, R@1/5/10) on Flickr30k validation (selection) and test, and on
 the first 1,000 COCO val2017 images (out of domain; 1,000 of 5,000 to fit the machine), CxC test (Spearman, as
-STS) and STS-B dev. No setting is chosen here (see below), so validation is not scored; ``--quick`` scores it.
+STS) and STS-B dev.
 
-    python benchmarks/multiview_text_quality.py final    # base model + every method, seeds 0-2; ablation
+    python benchmarks/multiview_text_quality.py spread   # SPACL V=5 and MNRL, seeds 0-2, validation: the seed spread
+    python benchmarks/multiview_text_quality.py sweep    # seed 0: temperature x lr per method, validation only
+    python benchmarks/multiview_text_quality.py final    # each method's choice, seeds 0-2, both budgets; ablation
+    python benchmarks/multiview_text_quality.py long     # SPACL V=5, MNRL, symmetric MNRL at 150 steps (5x), seeds 0-2
     python benchmarks/multiview_text_quality.py report   # results/multiview_text_quality.{json,md,png}
     python benchmarks/multiview_text_quality.py --quick  # smoke run: 3 steps, SPACL V=5 and MNRL
 
-This sitting could afford one budget and no temperature sweep: every contrastive method uses temperature 0.05 (MNRL's
-default scale 20), lr 5e-5; the equal-images budget of the plan was not run.
+Selection (``sweep``, seed 0): each method's temperature x lr by the mean of Flickr30k validation mAP and STS-B dev
+Spearman, the two selection sets the plan names; the test splits are read only by ``final``. Two budgets: equal texts
+encoded per step (60; the targets' budget) and equal images per step (12 = SPACL V=5's; the pair losses then encode
+24 texts), both at each method's choice from the equal-texts sweep. ``long`` reruns the three closest methods at
+their 30-step choices for 150 steps (not re-swept at that length).
 """
 
 from __future__ import annotations
@@ -40,7 +46,7 @@ from image_quality import supcon_loss
 from ood_quality import fresh_model
 from results_io import mean_std, pct, pyplot, write_report
 from run_store import RunStore
-from sweep import run_all, value
+from sweep import by_configuration, grid, run_all, stored_best, value
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SEEDS = (0, 1, 2)
@@ -56,7 +62,17 @@ METHODS = {
 }
 # the two components the multi-view setting is for (inert on pairs); screening and the generator were ablated on pairs
 ABLATIONS = {"SPACL V=5 w/o dynamic anchor": "dynamic_anchor", "SPACL V=5 w/o farthest-point": "farthest_point"}
-ABLATION_SEEDS = (0, 1)
+ABLATION_SEEDS = (0, 1, 2)
+SWEEP = {"temperature": [0.05, 0.1], "lr": [5e-5, 1.5e-4]}
+SELECTION_METRIC = "scores.selection"  # mean of Flickr30k validation mAP and STS-B dev Spearman
+# equal images per step: the pair losses take SPACL V=5's 12 images, i.e. 24 texts instead of 60
+# the seed spread on validation at the starting settings (temperature 0.05, lr 5e-5), before reading any gap
+SPREAD = ("SPACL V=5", "MNRL")
+# a 5x longer run of SPACL and its two closest peers at their choices: do methods separate with more training?
+LONG_STEPS = 150
+LONG = ("SPACL V=5", "MNRL", "MNRL symmetric")
+EQUAL_IMAGES = {"MNRL (equal images)": "MNRL", "MNRL symmetric (equal images)": "MNRL symmetric",
+                "GIST (equal images)": "GIST"}  # fmt: skip
 ACTIVITY = ("anchor_not_first_view", "positives_reordered", "positive_spread", "screened_weight_fraction",
             "kept_negative_fraction", "generated_weight_fraction")  # fmt: skip
 
@@ -189,9 +205,10 @@ def scores(model, final: bool) -> dict[str, Any]:
 
     stsb = Dataset.from_dict({"sentence1": first, "sentence2": second, "score": gold})
     result = {"stsb_dev": evaluate_similarity(encode, stsb)}
-    if not final:  # the smoke run: validation only
+    if not final:  # the sweep: validation only
         result["flickr_validation"] = evaluate_retrieval(encode, sets["flickr_validation"])
-    if final:
+        result["selection"] = (result["flickr_validation"]["map"] + result["stsb_dev"]) / 2
+    else:
         result["flickr_test"] = evaluate_retrieval(encode, sets["flickr_test"])
         result["coco_1000"] = evaluate_retrieval(encode, sets["coco_1000"])
         result["cxc_test"] = evaluate_similarity(encode, sets["cxc_test"])
@@ -236,17 +253,67 @@ def describe(record: dict[str, Any]) -> str:
             f"{100 * r[split]['map']:.2f}, STS-B dev {100 * r['stsb_dev']:.2f}")  # fmt: skip
 
 
+# --- the phases -------------------------------------------------------------------------------------------------
+def sweep_configurations(name: str) -> list[dict[str, Any]]:
+    """Seed 0, validation only: temperature x lr (``SWEEP``) for one method."""
+    return [settings_for(name, final=False, **c) for c in grid({}, **SWEEP)]
+
+
+def chosen(store: RunStore, name: str) -> dict[str, Any]:
+    """The method's final settings: its sweep choice by ``SELECTION_METRIC`` (exits if the sweep is incomplete)."""
+    return {**stored_best(store, sweep_configurations(name), 1, SELECTION_METRIC)[0], "final": True}
+
+
+def final_configurations(store: RunStore) -> list[tuple[str, dict[str, Any], tuple[int, ...]]]:
+    """(row, settings, seeds): base, each method at equal texts, the pair losses at equal images, the ablation."""
+    picks = {name: chosen(store, name) for name in METHODS if name != "base model (no training)"}
+    rows = [("base model (no training)", settings_for("base model (no training)"), (0,))]
+    rows += [(name, settings, SEEDS) for name, settings in picks.items()]
+    rows += [(name, {**picks[method], "texts_per_step": 24}, SEEDS) for name, method in EQUAL_IMAGES.items()]
+    rows += [(name, {**picks["SPACL V=5"], option: False}, ABLATION_SEEDS) for name, option in ABLATIONS.items()]
+    rows += [(f"{name} ({LONG_STEPS} steps)", {**picks[name], "steps": LONG_STEPS}, SEEDS) for name in LONG]
+    return rows
+
+
+def run_spread(store: RunStore) -> None:
+    run_all(store, [settings_for(name, final=False) for name in SPREAD], SEEDS, train_and_score, describe)
+
+
+def spread_table(store: RunStore) -> list[dict[str, Any]]:
+    records = [r for name in SPREAD for s in SEEDS if (r := store.load({**settings_for(name, final=False), "seed": s}))]
+    found = []
+    for metric in ("scores.flickr_validation.map", "scores.stsb_dev", SELECTION_METRIC):
+        for row in by_configuration(records, metric):
+            found.append({"method": row["configuration"]["method"], "num_views": row["configuration"].get("num_views"),
+                          "metric": metric.removeprefix("scores."), "seeds": row["seeds"], "mean": row["mean"],
+                          "std": row["std"]})  # fmt: skip
+    return found
+
+
+def run_sweep(store: RunStore) -> None:
+    base = settings_for("base model (no training)", final=False)  # where the methods start, on validation
+    configurations = [base] + [c for name in METHODS if name != "base model (no training)"
+                               for c in sweep_configurations(name)]  # fmt: skip
+    run_all(store, configurations, [0], train_and_score, describe)
+
+
+def run_final(store: RunStore, long: bool = False) -> None:
+    """Every final row but the long ones (``long=False``), or only the long ones."""
+    rows = [row for row in final_configurations(store) if row[0].endswith(f"({LONG_STEPS} steps)") == long]
+    for seed in SEEDS:  # seed by seed: a sitting that stops early holds paired seeds of every row
+        run_all(store, [settings for _, settings, seeds in rows if seed in seeds], [seed], train_and_score, describe)
+
+
 # --- report -----------------------------------------------------------------------------------------------------
 def rows(store: RunStore) -> list[dict[str, Any]]:
     found = []
-    for name, settings, seeds in [(n, settings_for(n), SEEDS) for n in METHODS if "base" not in n] + [
-            ("base model (no training)", settings_for("base model (no training)"), (0,))] + [
-            (n, settings_for("SPACL V=5", **{o: False}), ABLATION_SEEDS) for n, o in ABLATIONS.items()]:  # fmt: skip
+    for name, settings, seeds in final_configurations(store):
         runs = [r for r in (store.load({**settings, "seed": s}) for s in seeds) if r]
         if not runs:
             continue
         get = lambda r, *path: value(r, "scores." + ".".join(path))  # noqa: E731
-        row = {"name": name, "seeds": [r["settings"]["seed"] for r in runs],
+        row = {"name": name, "seeds": [r["settings"]["seed"] for r in runs], "lr": settings.get("lr"),
+               "temperature": settings.get("temperature"), "texts_per_step": settings["texts_per_step"],
                "step_seconds": mean_std([r["result"]["step_seconds"] for r in runs])}  # fmt: skip
         for split in ("flickr_test", "coco_1000"):
             row[split] = {m: mean_std([get(r, split, m) for r in runs])
@@ -263,23 +330,54 @@ def rows(store: RunStore) -> list[dict[str, Any]]:
     return found
 
 
-def paired_gaps(table: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    spacl = next((r for r in table if r["name"] == "SPACL V=5"), None)
-    gaps = {}
-    for peer in table:
-        if spacl is None or peer["name"] in ("SPACL V=5", "base model (no training)") or peer["name"].startswith("SPACL V=5 w/o"):
+def paired_gaps(table: list[dict[str, Any]], reference: str, others: list[str]) -> dict[str, dict[str, Any]]:
+    """``reference`` minus each of ``others``, paired by seed: Flickr test mAP, STS-B dev, CxC test."""
+    by_name = {r["name"]: r for r in table}
+    if reference not in by_name:
+        return {}
+    base, gaps = by_name[reference]["per_seed"], {}
+    for name in others:
+        if name not in by_name:
             continue
-        seeds = sorted(set(spacl["per_seed"]) & set(peer["per_seed"]))
-        gaps[peer["name"]] = {metric: mean_std([spacl["per_seed"][s][metric] - peer["per_seed"][s][metric] for s in seeds])
-                              for metric in ("flickr_test_map", "stsb_dev", "cxc_test")}  # fmt: skip
+        seeds = sorted(set(base) & set(by_name[name]["per_seed"]))
+        gaps[name] = {"seeds": seeds, **{metric: mean_std([base[s][metric] - by_name[name]["per_seed"][s][metric]
+                                                          for s in seeds])
+                                         for metric in ("flickr_test_map", "stsb_dev", "cxc_test")}}  # fmt: skip
     return gaps
+
+
+def sweep_table(store: RunStore) -> list[dict[str, Any]]:
+    """Every stored sweep run (seed 0, validation) with the method's choice marked."""
+    found = []
+    for name in (n for n in METHODS if n != "base model (no training)"):
+        records = [r for c in sweep_configurations(name) if (r := store.load({**c, "seed": 0}))]
+        complete = len(records) == len(sweep_configurations(name))
+        pick = chosen(store, name) if complete else None
+        for row in by_configuration(records, SELECTION_METRIC):
+            c = row["configuration"]
+            record = store.load({**c, "seed": 0})
+            found.append({"name": name, "temperature": c["temperature"], "lr": c["lr"],
+                          "flickr_validation_map": value(record, "scores.flickr_validation.map"),
+                          "stsb_dev": value(record, "scores.stsb_dev"), "selection": row["mean"],
+                          "chosen": pick is not None and {**c, "final": True} == pick})  # fmt: skip
+    base = store.load({**settings_for("base model (no training)", final=False), "seed": 0})
+    if base:
+        found.append({"name": "base model (no training)", "temperature": None, "lr": None, "chosen": False,
+                      "flickr_validation_map": value(base, "scores.flickr_validation.map"),
+                      "stsb_dev": value(base, "scores.stsb_dev"), "selection": value(base, SELECTION_METRIC)})  # fmt: skip
+    return found
 
 
 def report(store: RunStore, prefix: Path) -> None:
     table = rows(store)
     _, counts = training_images()
-    result = {"command": "python benchmarks/multiview_text_quality.py final && ... report", "budget": BUDGET,
-              "training_data": counts, "rows": table, "spacl_v5_minus_peer": paired_gaps(table)}  # fmt: skip
+    peers = [n for n in [*METHODS, *EQUAL_IMAGES] if n not in ("SPACL V=5", "base model (no training)")]
+    result = {"command": "python benchmarks/multiview_text_quality.py sweep && ... final && ... report",
+              "budget": {k: v for k, v in BUDGET.items() if k not in ("lr", "temperature")}, "sweep_grid": SWEEP,
+              "selection": "mean of Flickr30k validation mAP and STS-B dev Spearman, seed 0 (test splits unread)",
+              "training_data": counts, "spread": spread_table(store), "sweep": sweep_table(store), "rows": table,
+              "spacl_v5_minus_peer": paired_gaps(table, "SPACL V=5", peers),
+              "spacl_v5_minus_ablation": paired_gaps(table, "SPACL V=5", list(ABLATIONS))}  # fmt: skip
     text = markdown(result)
     write_report(result, prefix, text)
     if table:
@@ -289,22 +387,28 @@ def report(store: RunStore, prefix: Path) -> None:
 
 def markdown(result: dict[str, Any]) -> str:
     b, c = result["budget"], result["training_data"]
-    lines = [f"`python benchmarks/multiview_text_quality.py final` then `report`: all-MiniLM-L6-v2, {b['steps']} steps "
-             f"of {b['texts_per_step']} texts (SPACL V=5: 12 images; V=3: 20; pair losses: 30), lr {b['lr']:g}, "
-             f"temperature {b['temperature']}; Flickr30k train: {c['captions_dropped_overlap']} of {c['captions']} "
-             f"captions dropped as evaluation text, {c['images_left_out_incomplete']} of {c['images']} images left "
-             "out (fewer than 5 captions left). Mean ± std over seeds (%); retrieval = caption-to-sibling.", "",
-             "| method | seeds | Flickr test mAP | Flickr test MRR | Flickr test R@1 | COCO-1k mAP | CxC test | "
-             "STS-B dev | s/step |", "|---|---|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+    lines = [f"`python benchmarks/multiview_text_quality.py sweep`, `final`, then `report`: all-MiniLM-L6-v2, "
+             f"{b['steps']} steps; equal texts: {b['texts_per_step']} texts per step (SPACL V=5: 12 images; V=3: 20; "
+             "pair losses: 30), equal images: 12 images per step (pair losses: 24 texts); Flickr30k train: "
+             f"{c['captions_dropped_overlap']} of {c['captions']} captions dropped as evaluation text, "
+             f"{c['images_left_out_incomplete']} of {c['images']} images left out (fewer than 5 captions left). "
+             f"Temperature and lr per method chosen on seed 0 by the {result['selection']}. Mean ± std over seeds "
+             "(%); retrieval = caption-to-sibling.", "",
+             "| method | texts/step | temp. | lr | seeds | Flickr test mAP | Flickr test MRR | Flickr test R@1 | "
+             "COCO-1k mAP | CxC test | STS-B dev | s/step |", "|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
     for r in result["rows"]:
-        lines.append(f"| {r['name']} | {len(r['seeds'])} | {pct(r['flickr_test']['map'])} | "
+        setting = (f"{r['texts_per_step']} | {r['temperature']} | {r['lr']:g}" if r["lr"] is not None
+                   else "- | - | -")  # fmt: skip
+        lines.append(f"| {r['name']} | {setting} | {len(r['seeds'])} | {pct(r['flickr_test']['map'])} | "
                      f"{pct(r['flickr_test']['mrr'])} | {pct(r['flickr_test']['recall_at_1'])} | "
                      f"{pct(r['coco_1000']['map'])} | {pct(r['cxc_test'])} | {pct(r['stsb_dev'])} | "
                      f"{r['step_seconds']['mean']:.2f} |")  # fmt: skip
-    if result["spacl_v5_minus_peer"]:
-        lines += ["", "SPACL V=5 minus each peer, paired by seed (points):", ""]
-        lines += [f"- {peer}: Flickr test mAP {pct(g['flickr_test_map'])}, STS-B dev {pct(g['stsb_dev'])}, CxC test "
-                  f"{pct(g['cxc_test'])}" for peer, g in result["spacl_v5_minus_peer"].items()]  # fmt: skip
+    for key, title in (("spacl_v5_minus_peer", "SPACL V=5 minus each peer"),
+                       ("spacl_v5_minus_ablation", "SPACL V=5 minus each ablated variant")):  # fmt: skip
+        if result[key]:
+            lines += ["", f"{title}, paired by seed (points):", ""]
+            lines += [f"- {peer} ({len(g['seeds'])} seeds): Flickr test mAP {pct(g['flickr_test_map'])}, STS-B dev "
+                      f"{pct(g['stsb_dev'])}, CxC test {pct(g['cxc_test'])}" for peer, g in result[key].items()]  # fmt: skip
     active = [r for r in result["rows"] if "activity" in r]
     if active:
         keys = [k for k in ACTIVITY if k in active[0]["activity"]]
@@ -312,6 +416,17 @@ def markdown(result: dict[str, Any]) -> str:
                   "| run | " + " | ".join(keys) + " |", "|---|" + "---:|" * len(keys)]  # fmt: skip
         lines += [f"| {r['name']} | " + " | ".join(f"{r['activity'].get(k, 0.0):.3f}" for k in keys) + " |"
                   for r in active]  # fmt: skip
+    if result["spread"]:
+        lines += ["", "**Seed spread** on validation at temperature 0.05, lr 5e-5 (mean ± std over seeds, %):", ""]
+        lines += [f"- {r['method']}{' V=' + str(r['num_views']) if r['num_views'] else ''}, {r['metric']} "
+                  f"(seeds {r['seeds']}): {pct(r)}" for r in result["spread"]]  # fmt: skip
+    if result["sweep"]:
+        lines += ["", "**Sweep** (seed 0, validation only; ✓ = the method's choice):", "",
+                  "| method | temp. | lr | Flickr val mAP | STS-B dev | selection | chosen |", "|---|---:|---:|---:|---:|---:|---|"]
+        for r in result["sweep"]:
+            setting = f"{r['temperature']} | {r['lr']:g}" if r["lr"] is not None else "- | -"
+            lines.append(f"| {r['name']} | {setting} | {100 * r['flickr_validation_map']:.2f} | "
+                         f"{100 * r['stsb_dev']:.2f} | {100 * r['selection']:.2f} | {'✓' if r['chosen'] else ''} |")
     return "\n".join(lines)
 
 
@@ -331,7 +446,7 @@ def plot(table: list[dict[str, Any]], path: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("phase", nargs="?", choices=["final", "report"], default="report")
+    parser.add_argument("phase", nargs="?", choices=["spread", "sweep", "final", "long", "report"], default="report")
     parser.add_argument("--quick", action="store_true", help="Smoke run: 3 steps, SPACL V=5 and MNRL, no final sets.")
     parser.add_argument("--output-prefix", type=Path, default=RESULTS / "multiview_text_quality")
     args = parser.parse_args()
@@ -343,14 +458,12 @@ def main() -> None:
             run_all(store, runs, [0], train_and_score, describe)
         return
     store = RunStore("multiview_text")
-    if args.phase == "final":
-        run_all(store, [settings_for("base model (no training)")], [0], train_and_score, describe)  # no seed in it
-        main_rows = [settings_for(n) for n in METHODS if n != "base model (no training)"]
-        ablation = [settings_for("SPACL V=5", **{o: False}) for o in ABLATIONS.values()]
-        for seed in SEEDS:  # seed by seed, the ablation inside: a sitting that stops early holds paired seeds of all
-            run_all(store, main_rows, [seed], train_and_score, describe)
-            if seed in ABLATION_SEEDS:
-                run_all(store, ablation, [seed], train_and_score, describe)
+    if args.phase == "spread":
+        run_spread(store)
+    elif args.phase == "sweep":
+        run_sweep(store)
+    elif args.phase in ("final", "long"):
+        run_final(store, long=args.phase == "long")
     report(store, args.output_prefix)
 
 

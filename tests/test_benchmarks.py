@@ -257,3 +257,57 @@ def test_run_store_keeps_a_diverged_run_names_a_truncated_file_and_writes_privat
     temporaries = [n for n in names if n.endswith(".tmp")]
     assert len(temporaries) == 2 and temporaries[0] != temporaries[1]
     assert not list(store.folder.glob("*.tmp"))
+
+
+def test_multiview_study_chooses_on_validation_and_reads_test_only_in_final(tmp_path, monkeypatch):
+    """The caption study's phases with a made-up score: each method's choice is its best seed-0 validation
+    selection score, test sets are scored only by `final` / `long`, the equal-images rows encode 24 texts, and the
+    report marks the choices and pairs SPACL with every peer seed by seed."""
+    import multiview_text_quality as study
+    from run_store import RunStore
+
+    computed = []
+
+    def fake_score(settings):  # SPACL prefers temperature 0.05, every other method 0.1; everyone prefers lr 5e-5
+        computed.append(settings)
+        liked = 0.05 if settings["method"] == "SPACL" else 0.1
+        value = 0.5 - 100 * abs(settings.get("lr", 5e-5) - 5e-5) - 0.01 * (settings.get("temperature", liked) != liked)
+        value += 0.001 * settings["seed"] + 0.002 * (settings.get("num_views") == 5)
+        if not settings["final"]:
+            scores = {"stsb_dev": value, "flickr_validation": {"map": value}, "selection": value}
+        else:
+            retrieval = {m: value for m in ("map", "mrr", "recall_at_1", "recall_at_5", "recall_at_10")}
+            scores = {"stsb_dev": value, "cxc_test": value, "flickr_test": retrieval, "coco_1000": retrieval}
+        return {"scores": scores, "step_seconds": 1.0}
+
+    monkeypatch.setattr(study, "train_and_score", fake_score)
+    monkeypatch.setattr(study, "training_images", lambda: (None, {"captions": 10, "captions_dropped_overlap": 1,
+                                                                    "images": 2, "images_left_out_incomplete": 0}))
+    store = RunStore("multiview_text", root=tmp_path)
+    with pytest.raises(SystemExit, match="sweep"):
+        study.run_final(store)  # no choice without the sweep
+    study.run_spread(store)
+    study.run_sweep(store)
+    assert computed and not any(s["final"] for s in computed)
+    assert study.chosen(store, "SPACL V=5")["temperature"] == 0.05 and study.chosen(store, "MNRL")["temperature"] == 0.1
+    before = len(computed)
+    study.run_final(store)
+    final_runs = computed[before:]
+    assert all(s["final"] for s in final_runs) and not any(s["steps"] == study.LONG_STEPS for s in final_runs)
+    assert [s["seed"] for s in final_runs] == sorted(s["seed"] for s in final_runs)  # seed by seed
+    equal_images = [s for s in final_runs if s["texts_per_step"] == 24]
+    assert {s["method"] for s in equal_images} == {"MNRL", "MNRL symmetric", "GIST"}
+    assert all(s["temperature"] == 0.1 for s in equal_images)  # the equal-texts choice
+    before = len(computed)
+    study.run_final(store, long=True)
+    assert {s["steps"] for s in computed[before:]} == {study.LONG_STEPS} and len(computed[before:]) == 3 * len(study.SEEDS)
+    study.report(store, tmp_path / "report" / "multiview")
+    report = json.loads((tmp_path / "report" / "multiview.json").read_text())
+    gaps = report["spacl_v5_minus_peer"]
+    assert gaps["MNRL"]["flickr_test_map"]["mean"] == pytest.approx(0.002)  # the V=5 bonus, paired over 3 seeds
+    assert gaps["MNRL"]["seeds"] == [0, 1, 2] and "MNRL (equal images)" in gaps
+    assert report["spacl_v5_minus_ablation"]["SPACL V=5 w/o dynamic anchor"]["stsb_dev"]["mean"] == pytest.approx(0.0)
+    text = (tmp_path / "report" / "multiview.md").read_text()
+    assert "| SPACL V=5 | 0.05 | 5e-05 | 50.20 | 50.20 | 50.20 | ✓ |" in text
+    assert sum(line.endswith("| ✓ |") for line in text.splitlines()) == len(study.METHODS) - 1
+    assert "| MNRL (150 steps) | 60 | 0.1 | 5e-05 | 3 |" in text
