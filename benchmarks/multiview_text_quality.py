@@ -312,8 +312,10 @@ def rows(store: RunStore) -> list[dict[str, Any]]:
         if not runs:
             continue
         get = lambda r, *path: value(r, "scores." + ".".join(path))  # noqa: E731
-        row = {"name": name, "seeds": [r["settings"]["seed"] for r in runs], "lr": settings.get("lr"),
-               "temperature": settings.get("temperature"), "texts_per_step": settings["texts_per_step"],
+        trained = settings["method"] != "base"  # the base row carries the budget's keys but trains nothing
+        row = {"name": name, "seeds": [r["settings"]["seed"] for r in runs], "lr": settings["lr"] if trained else None,
+               "temperature": settings["temperature"] if trained else None, "steps": settings["steps"],
+               "texts_per_step": settings["texts_per_step"] if trained else None,
                "step_seconds": mean_std([r["result"]["step_seconds"] for r in runs])}  # fmt: skip
         for split in ("flickr_test", "coco_1000"):
             row[split] = {m: mean_std([get(r, split, m) for r in runs])
@@ -437,6 +439,8 @@ def plot(table: list[dict[str, Any]], path: Path) -> None:
         for i, r in enumerate(table):
             stat = r[key]["map"] if key == "flickr_test" else r[key]
             ax.errorbar(i, 100 * stat["mean"], yerr=100 * stat["std"], fmt="o", capsize=4)
+            if r["lr"] is None:  # the start model: a trained method below this line lost ground
+                ax.axhline(100 * stat["mean"], color="gray", linestyle="--", linewidth=0.8)
         ax.set_xticks(range(len(table)), [r["name"] for r in table], rotation=40, ha="right", fontsize=7)
         ax.set_ylabel(label)
     fig.tight_layout()
