@@ -65,12 +65,12 @@ ABLATIONS = {"SPACL V=5 w/o dynamic anchor": "dynamic_anchor", "SPACL V=5 w/o fa
 ABLATION_SEEDS = (0, 1, 2)
 SWEEP = {"temperature": [0.05, 0.1], "lr": [5e-5, 1.5e-4]}
 SELECTION_METRIC = "scores.selection"  # mean of Flickr30k validation mAP and STS-B dev Spearman
-# equal images per step: the pair losses take SPACL V=5's 12 images, i.e. 24 texts instead of 60
 # the seed spread on validation at the starting settings (temperature 0.05, lr 5e-5), before reading any gap
 SPREAD = ("SPACL V=5", "MNRL")
 # a 5x longer run of SPACL and its two closest peers at their choices: do methods separate with more training?
 LONG_STEPS = 150
 LONG = ("SPACL V=5", "MNRL", "MNRL symmetric")
+# equal images per step: the pair losses take SPACL V=5's 12 images, i.e. 24 texts instead of 60
 EQUAL_IMAGES = {"MNRL (equal images)": "MNRL", "MNRL symmetric (equal images)": "MNRL symmetric",
                 "GIST (equal images)": "GIST"}  # fmt: skip
 ACTIVITY = ("anchor_not_first_view", "positives_reordered", "positive_spread", "screened_weight_fraction",
@@ -299,7 +299,7 @@ def run_sweep(store: RunStore) -> None:
 
 def run_final(store: RunStore, long: bool = False) -> None:
     """Every final row but the long ones (``long=False``), or only the long ones."""
-    rows = [row for row in final_configurations(store) if row[0].endswith(f"({LONG_STEPS} steps)") == long]
+    rows = [row for row in final_configurations(store) if (row[1]["steps"] == LONG_STEPS) == long]
     for seed in SEEDS:  # seed by seed: a sitting that stops early holds paired seeds of every row
         run_all(store, [settings for _, settings, seeds in rows if seed in seeds], [seed], train_and_score, describe)
 
@@ -349,19 +349,19 @@ def paired_gaps(table: list[dict[str, Any]], reference: str, others: list[str]) 
 
 
 def sweep_table(store: RunStore) -> list[dict[str, Any]]:
-    """Every stored sweep run (seed 0, validation) with the method's choice marked."""
+    """Every stored sweep run (seed 0, validation) with the method's choice marked (once its sweep is complete)."""
     found = []
     for name in (n for n in METHODS if n != "base model (no training)"):
-        records = [r for c in sweep_configurations(name) if (r := store.load({**c, "seed": 0}))]
-        complete = len(records) == len(sweep_configurations(name))
-        pick = chosen(store, name) if complete else None
-        for row in by_configuration(records, SELECTION_METRIC):
-            c = row["configuration"]
-            record = store.load({**c, "seed": 0})
-            found.append({"name": name, "temperature": c["temperature"], "lr": c["lr"],
+        configurations = sweep_configurations(name)
+        records = [r for c in configurations if (r := store.load({**c, "seed": 0}))]
+        pick = chosen(store, name) if len(records) == len(configurations) else None  # the one rule that chooses
+        for record in records:
+            settings = record["settings"]
+            configuration = {k: v for k, v in settings.items() if k != "seed"}
+            found.append({"name": name, "temperature": settings["temperature"], "lr": settings["lr"],
                           "flickr_validation_map": value(record, "scores.flickr_validation.map"),
-                          "stsb_dev": value(record, "scores.stsb_dev"), "selection": row["mean"],
-                          "chosen": pick is not None and {**c, "final": True} == pick})  # fmt: skip
+                          "stsb_dev": value(record, "scores.stsb_dev"), "selection": value(record, SELECTION_METRIC),
+                          "chosen": {**configuration, "final": True} == pick})  # fmt: skip
     base = store.load({**settings_for("base model (no training)", final=False), "seed": 0})
     if base:
         found.append({"name": "base model (no training)", "temperature": None, "lr": None, "chosen": False,
@@ -374,12 +374,15 @@ def report(store: RunStore, prefix: Path) -> None:
     table = rows(store)
     _, counts = training_images()
     peers = [n for n in [*METHODS, *EQUAL_IMAGES] if n not in ("SPACL V=5", "base model (no training)")]
-    result = {"command": "python benchmarks/multiview_text_quality.py sweep && ... final && ... report",
+    long_peers = [f"{name} ({LONG_STEPS} steps)" for name in LONG[1:]]
+    result = {"command": "python benchmarks/multiview_text_quality.py spread && ... sweep && ... final && ... long "
+                         "&& ... report",
               "budget": {k: v for k, v in BUDGET.items() if k not in ("lr", "temperature")}, "sweep_grid": SWEEP,
-              "selection": "mean of Flickr30k validation mAP and STS-B dev Spearman, seed 0 (test splits unread)",
+              "selection": "mean of Flickr30k validation mAP and STS-B dev Spearman (test splits unread)",
               "training_data": counts, "spread": spread_table(store), "sweep": sweep_table(store), "rows": table,
               "spacl_v5_minus_peer": paired_gaps(table, "SPACL V=5", peers),
-              "spacl_v5_minus_ablation": paired_gaps(table, "SPACL V=5", list(ABLATIONS))}  # fmt: skip
+              "spacl_v5_minus_ablation": paired_gaps(table, "SPACL V=5", list(ABLATIONS)),
+              "spacl_v5_minus_peer_long": paired_gaps(table, f"SPACL V=5 ({LONG_STEPS} steps)", long_peers)}  # fmt: skip
     text = markdown(result)
     write_report(result, prefix, text)
     if table:
@@ -389,7 +392,8 @@ def report(store: RunStore, prefix: Path) -> None:
 
 def markdown(result: dict[str, Any]) -> str:
     b, c = result["budget"], result["training_data"]
-    lines = [f"`python benchmarks/multiview_text_quality.py sweep`, `final`, then `report`: all-MiniLM-L6-v2, "
+    lines = [f"`python benchmarks/multiview_text_quality.py` `spread`, `sweep`, `final`, `long`, then `report`: "
+             "all-MiniLM-L6-v2, "
              f"{b['steps']} steps; equal texts: {b['texts_per_step']} texts per step (SPACL V=5: 12 images; V=3: 20; "
              "pair losses: 30), equal images: 12 images per step (pair losses: 24 texts); Flickr30k train: "
              f"{c['captions_dropped_overlap']} of {c['captions']} captions dropped as evaluation text, "
@@ -406,7 +410,8 @@ def markdown(result: dict[str, Any]) -> str:
                      f"{pct(r['coco_1000']['map'])} | {pct(r['cxc_test'])} | {pct(r['stsb_dev'])} | "
                      f"{r['step_seconds']['mean']:.2f} |")  # fmt: skip
     for key, title in (("spacl_v5_minus_peer", "SPACL V=5 minus each peer"),
-                       ("spacl_v5_minus_ablation", "SPACL V=5 minus each ablated variant")):  # fmt: skip
+                       ("spacl_v5_minus_ablation", "SPACL V=5 minus each ablated variant"),
+                       ("spacl_v5_minus_peer_long", f"At {LONG_STEPS} steps, SPACL V=5 minus each peer")):  # fmt: skip
         if result[key]:
             lines += ["", f"{title}, paired by seed (points):", ""]
             lines += [f"- {peer} ({len(g['seeds'])} seeds): Flickr test mAP {pct(g['flickr_test_map'])}, STS-B dev "

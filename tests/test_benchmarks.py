@@ -307,6 +307,8 @@ def test_multiview_study_chooses_on_validation_and_reads_test_only_in_final(tmp_
     assert gaps["MNRL"]["flickr_test_map"]["mean"] == pytest.approx(0.002)  # the V=5 bonus, paired over 3 seeds
     assert gaps["MNRL"]["seeds"] == [0, 1, 2] and "MNRL (equal images)" in gaps
     assert report["spacl_v5_minus_ablation"]["SPACL V=5 w/o dynamic anchor"]["stsb_dev"]["mean"] == pytest.approx(0.0)
+    long_gap = report["spacl_v5_minus_peer_long"]["MNRL (150 steps)"]  # the long rows are paired with each other
+    assert long_gap["seeds"] == [0, 1, 2] and long_gap["flickr_test_map"]["mean"] == pytest.approx(0.002)
     text = (tmp_path / "report" / "multiview.md").read_text()
     assert "| SPACL V=5 | 0.05 | 5e-05 | 50.20 | 50.20 | 50.20 | ✓ |" in text
     assert sum(line.endswith("| ✓ |") for line in text.splitlines()) == len(study.METHODS) - 1

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-from pathlib import Path
 from collections.abc import Hashable, Sequence
+from pathlib import Path
 from typing import Any
 
 from datasets import Dataset, DatasetDict
@@ -50,7 +50,7 @@ def local_sts_task(
     path = Path(path)
     sentence1, sentence2, scores = read_sts(path)
     return sts_task_from_pairs(sentence1, sentence2, scores, name or f"LocalSTS-{path.stem}", min_score, max_score,
-                               language, source=path)  # fmt: skip
+                               language, source=path, revision=file_revision(path))  # fmt: skip
 
 
 def sts_task_from_pairs(
@@ -62,6 +62,7 @@ def sts_task_from_pairs(
     max_score: float | None = None,
     language: str = "eng-Latn",
     source: str | Path | None = None,
+    revision: str | None = None,
 ) -> AbsTaskSTS:
     """An MTEB STS task over pairs held in memory (e.g. Crisscrossed Captions from ``spacl_hf.captions.load_cxc``).
 
@@ -74,6 +75,7 @@ def sts_task_from_pairs(
         max_score: the high end of the score range; default the pairs' own maximum.
         language: the texts' language code for MTEB.
         source: where the pairs were read (named in errors and the task's metadata).
+        revision: the data's version for MTEB's cache; default a hash of the pairs (:func:`content_revision`).
 
     Returns:
         a task instance whose single split is ``test``; its main score is ``cosine_spearman``.
@@ -99,8 +101,7 @@ def sts_task_from_pairs(
             f"{where}: every score is {scores[0]:g} (or min_score >= max_score): a correlation with constant scores "
             "is undefined."
         )
-    revision = file_revision(Path(source)) if source is not None and Path(source).is_file() else content_revision(
-        [*sentence1, *sentence2, *map(repr, scores)])  # fmt: skip
+    revision = revision or content_revision([*sentence1, *sentence2, *map(repr, scores)])
     metadata = _metadata(name, f"STS pairs from {Path(source).name if source else 'memory'}.", source, revision,
                          "STS", "cosine_spearman", language)  # fmt: skip
 
